@@ -1,0 +1,33 @@
+//! The encc protected rootfs: a read-only filesystem image kept on untrusted host storage and
+//! readable only with its data key.
+//!
+//! - [`RootfsBuilder`] writes an image from a stream of entries (directories, files,
+//!   symlinks, hardlinks, devices, fifos), streaming file data into 4 KiB blocks sealed with
+//!   AES-256-GCM-SIV and bound to their index and image.
+//! - A Merkle tree (SHA-256, rs_merkle's node rule) over every block gives the root hash, the
+//!   rootfs measurement, stored in the authenticated superblock.
+//! - [`RootfsReader`] gives random access by path and inode; every block it returns has
+//!   passed its Merkle path and its AEAD tag.
+//! - [`fuse`] serves a reader as a read-only FUSE file system.
+//!
+//! The byte layout is described in `FORMAT.md` beside this crate.
+
+#![forbid(unsafe_code)]
+
+mod builder;
+mod crypto;
+mod format;
+pub mod fuse;
+mod key;
+mod merkle;
+mod path;
+mod reader;
+
+pub use builder::{
+    BuildError, BuildOptions, BuildSummary, EntryMeta, RootHash, RootHashParseError, RootfsBuilder,
+    Special, Timestamp,
+};
+pub use format::{FileKind, BLOCK_SIZE, ROOT_INO};
+pub use key::{DataKey, KeyError, KEY_LEN};
+pub use path::{PathError, RootfsPath};
+pub use reader::{DirEntry, ImageInfo, Inode, OpenError, ReadError, RootfsReader, VerifyReport};

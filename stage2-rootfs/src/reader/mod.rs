@@ -1,0 +1,623 @@
+//! Reading a protected rootfs image: random access by path and inode, every byte verified.
+
+mod check;
+mod slots;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::builder::{RootHash, Timestamp};
+use crate::crypto::{key_id, ImageCipher};
+use crate::format::{
+    slot_offset, DirentRecord, Extent, FileKind, Header, InodeRecord, SuperBody, BLOCK_SIZE,
+    DIRENT_SIZE, EXTENT_SIZE, HEADER_LEN, INODE_SIZE, ROOT_INO, VERSION,
+};
+use crate::key::DataKey;
+use crate::merkle::TreeShape;
+use crate::path::RootfsPath;
+use slots::{SlotStore, SLOTS_PER_READ};
+
+pub use check::VerifyReport;
+
+/// Errors opening an image. Each names the image file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be opened or read.
+    #[error("failed to read image {path}")]
+    Io {
+        /// The image.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not start with encc's magic.
+    #[error("{path} is not an encc rootfs image (bad magic)")]
+    NotAnImage {
+        /// The image.
+        path: PathBuf,
+    },
+    /// The image has another format version.
+    #[error("{path} has format version {version}; this encc reads version {VERSION}")]
+    UnsupportedVersion {
+        /// The image.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
+    },
+    /// The key is not the one the image was written with.
+    #[error("wrong key for image {path}")]
+    WrongKey {
+        /// The image.
+        path: PathBuf,
+    },
+    /// The superblock failed authentication or holds impossible values.
+    #[error("superblock of {path} is corrupt or was tampered with: {reason}")]
+    CorruptSuperblock {
+        /// The image.
+        path: PathBuf,
+        /// What failed.
+        reason: &'static str,
+    },
+    /// The file is shorter than the superblock says.
+    #[error("image {path} is truncated: {actual} bytes, expected {expected}")]
+    Truncated {
+        /// The image.
+        path: PathBuf,
+        /// Length from the superblock.
+        expected: u64,
+        /// Actual length.
+        actual: u64,
+    },
+    /// The file is longer than the superblock says.
+    #[error("image {path} has trailing data: {actual} bytes, expected {expected}")]
+    TrailingData {
+        /// The image.
+        path: PathBuf,
+        /// Length from the superblock.
+        expected: u64,
+        /// Actual length.
+        actual: u64,
+    },
+}
+
+/// Errors reading from an open image.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading the image file failed.
+    #[error("failed to read {what} of image {image}")]
+    Io {
+        /// The image.
+        image: PathBuf,
+        /// What was being read.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A block does not match the Merkle tree.
+    #[error("block {slot} of image {image} failed Merkle verification")]
+    Tampered {
+        /// The image.
+        image: PathBuf,
+        /// The block (slot index).
+        slot: u64,
+    },
+    /// A block's AEAD tag does not verify.
+    #[error("block {slot} of image {image} failed authenticated decryption")]
+    Unauthentic {
+        /// The image.
+        image: PathBuf,
+        /// The block (slot index).
+        slot: u64,
+    },
+    /// Part of the Merkle tree does not match the root.
+    #[error("Merkle tree of image {image} does not match its root hash at node {index} of level {level}")]
+    TreeMismatch {
+        /// The image.
+        image: PathBuf,
+        /// Tree level (0 = leaves).
+        level: usize,
+        /// Node index within the level.
+        index: u64,
+    },
+    /// Verified metadata is inconsistent (a bug in the writer, or a forged image made with
+    /// the real key).
+    #[error("metadata of image {image} is inconsistent: {reason}")]
+    BadMetadata {
+        /// The image.
+        image: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No such inode.
+    #[error("image {image} has no inode {ino}")]
+    NoInode {
+        /// The image.
+        image: PathBuf,
+        /// The inode number.
+        ino: u64,
+    },
+    /// No entry at the path.
+    #[error("{path} does not exist in image {image}")]
+    NotFound {
+        /// The image.
+        image: PathBuf,
+        /// The path.
+        path: RootfsPath,
+    },
+    /// A component of the path, or the inode asked for, is of the wrong kind.
+    #[error("{what} in image {image} is not a {expected}")]
+    WrongKind {
+        /// The image.
+        image: PathBuf,
+        /// The path or inode.
+        what: String,
+        /// The kind needed.
+        expected: &'static str,
+    },
+}
+
+/// An inode's attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    /// Inode number (root = 1).
+    pub ino: u64,
+    /// File type.
+    pub kind: FileKind,
+    /// Full `st_mode`.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Link count.
+    pub nlink: u32,
+    /// Size: bytes of a file, target length of a symlink, entries of a directory.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Device number of a device node.
+    pub rdev: u64,
+    /// Stored 4 KiB data blocks.
+    pub blocks: u64,
+    /// Directories: the parent's inode.
+    pub parent: u64,
+    record: InodeRecord,
+}
+
+/// A directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The name.
+    pub name: Vec<u8>,
+    /// Its inode.
+    pub ino: u64,
+}
+
+/// Facts from the superblock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Format version.
+    pub version: u32,
+    /// Block size.
+    pub block_size: u32,
+    /// Image id (hex).
+    pub image_id: String,
+    /// The rootfs measurement.
+    pub root_hash: RootHash,
+    /// Number of slots (data and metadata blocks).
+    pub slots: u64,
+    /// Slots holding file data.
+    pub data_slots: u64,
+    /// Bytes of metadata.
+    pub metadata_bytes: u64,
+    /// Merkle tree levels.
+    pub tree_levels: usize,
+    /// Image size in bytes.
+    pub image_bytes: u64,
+    /// Inodes.
+    pub inodes: u64,
+    /// Directory entries.
+    pub entries: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Device nodes and fifos.
+    pub specials: u64,
+    /// Sum of file sizes.
+    pub file_bytes: u64,
+}
+
+/// An open image. Safe to share between threads.
+pub struct RootfsReader {
+    store: SlotStore,
+    header: Header,
+    sb: SuperBody,
+}
+
+impl RootfsReader {
+    /// Opens an image: checks magic, version, key and the superblock's authentication and
+    /// consistency, and that the file has exactly the length the superblock says.
+    pub fn open(path: &Path, key: &DataKey) -> Result<Self, OpenError> {
+        let io = |source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let actual = file.metadata().map_err(io)?.len();
+        let mut region = vec![0u8; BLOCK_SIZE];
+        if actual < BLOCK_SIZE as u64 {
+            let mut magic = [0u8; 8];
+            if actual < 8
+                || file.read_exact_at(&mut magic, 0).is_err()
+                || magic != crate::format::MAGIC
+            {
+                return Err(OpenError::NotAnImage {
+                    path: path.to_owned(),
+                });
+            }
+            return Err(OpenError::Truncated {
+                path: path.to_owned(),
+                expected: BLOCK_SIZE as u64,
+                actual,
+            });
+        }
+        file.read_exact_at(&mut region, 0).map_err(io)?;
+        let mut header_bytes = [0u8; HEADER_LEN];
+        header_bytes.copy_from_slice(&region[..HEADER_LEN]);
+        let header = Header::decode(&header_bytes).ok_or_else(|| OpenError::NotAnImage {
+            path: path.to_owned(),
+        })?;
+        if header.version != VERSION {
+            return Err(OpenError::UnsupportedVersion {
+                path: path.to_owned(),
+                version: header.version,
+            });
+        }
+        let corrupt = |reason| OpenError::CorruptSuperblock {
+            path: path.to_owned(),
+            reason,
+        };
+        if header.block_size != BLOCK_SIZE as u32 {
+            return Err(corrupt("unsupported block size"));
+        }
+        if header.key_id != key_id(key) {
+            return Err(OpenError::WrongKey {
+                path: path.to_owned(),
+            });
+        }
+        let cipher = ImageCipher::new(key, header);
+        let body = cipher
+            .open_superblock(&region[HEADER_LEN..])
+            .map_err(|_| corrupt("authentication failed"))?;
+        let sb = SuperBody::decode(&body).ok_or_else(|| corrupt("bad padding"))?;
+        let expected = check_superblock(&sb).ok_or_else(|| corrupt("inconsistent sizes"))?;
+        if actual < expected {
+            return Err(OpenError::Truncated {
+                path: path.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        if actual > expected {
+            return Err(OpenError::TrailingData {
+                path: path.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let store = SlotStore::new(path, file, cipher, sb.root_hash, sb.slot_count);
+        Ok(Self { store, header, sb })
+    }
+
+    /// The rootfs measurement.
+    pub fn root_hash(&self) -> RootHash {
+        RootHash(self.sb.root_hash)
+    }
+
+    /// The image file.
+    pub fn path(&self) -> &Path {
+        &self.store.path
+    }
+
+    /// Superblock facts.
+    pub fn info(&self) -> ImageInfo {
+        let sb = &self.sb;
+        ImageInfo {
+            version: self.header.version,
+            block_size: self.header.block_size,
+            image_id: hex::encode(self.header.image_id),
+            root_hash: self.root_hash(),
+            slots: sb.slot_count,
+            data_slots: sb.meta_slot,
+            metadata_bytes: sb.meta_len,
+            tree_levels: self.store.shape.levels(),
+            image_bytes: sb.image_len,
+            inodes: sb.inode_count,
+            entries: sb.entry_count,
+            files: sb.files,
+            directories: sb.directories,
+            symlinks: sb.symlinks,
+            specials: sb.specials,
+            file_bytes: sb.file_bytes,
+        }
+    }
+
+    /// Number of inodes; valid inode numbers are 1 to this.
+    pub fn inode_count(&self) -> u64 {
+        self.sb.inode_count
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> Result<Inode, ReadError> {
+        self.inode(ROOT_INO)
+    }
+
+    /// The inode with number `ino`.
+    pub fn inode(&self, ino: u64) -> Result<Inode, ReadError> {
+        if ino == 0 || ino > self.sb.inode_count {
+            return Err(ReadError::NoInode {
+                image: self.store.path.clone(),
+                ino,
+            });
+        }
+        let bytes = self.read_meta((ino - 1) * INODE_SIZE as u64, INODE_SIZE as u64)?;
+        let mut arr = [0u8; INODE_SIZE];
+        arr.copy_from_slice(&bytes);
+        let rec = InodeRecord::decode(&arr);
+        let kind = FileKind::from_mode(rec.mode)
+            .ok_or_else(|| self.bad(format!("inode {ino} has file type bits {:o}", rec.mode)))?;
+        Ok(Inode {
+            ino,
+            kind,
+            mode: rec.mode,
+            uid: rec.uid,
+            gid: rec.gid,
+            nlink: rec.nlink,
+            size: rec.size,
+            mtime: Timestamp {
+                sec: rec.mtime_sec,
+                nsec: rec.mtime_nsec,
+            },
+            rdev: rec.rdev,
+            blocks: rec.blocks,
+            parent: rec.parent,
+            record: rec,
+        })
+    }
+
+    /// All entries of a directory, in name order (without `.` and `..`).
+    pub fn read_dir(&self, dir: &Inode) -> Result<Vec<DirEntry>, ReadError> {
+        let records = self.dirents(dir)?;
+        records
+            .iter()
+            .map(|r| {
+                Ok(DirEntry {
+                    name: self.heap(r.name_offset, u64::from(r.name_len))?,
+                    ino: r.ino,
+                })
+            })
+            .collect()
+    }
+
+    /// The entry `name` of a directory, by binary search.
+    pub fn lookup(&self, dir: &Inode, name: &[u8]) -> Result<Option<Inode>, ReadError> {
+        let records = self.dirents(dir)?;
+        let (mut lo, mut hi) = (0usize, records.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let rec = &records[mid];
+            let here = self.heap(rec.name_offset, u64::from(rec.name_len))?;
+            match here.as_slice().cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.inode(rec.ino).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The inode at `path`; symlinks are not followed.
+    pub fn resolve(&self, path: &RootfsPath) -> Result<Inode, ReadError> {
+        let mut node = self.root()?;
+        for name in path.names() {
+            if node.kind != FileKind::Directory {
+                return Err(self.wrong_kind(path.to_string(), "directory"));
+            }
+            node = self
+                .lookup(&node, name)?
+                .ok_or_else(|| ReadError::NotFound {
+                    image: self.store.path.clone(),
+                    path: path.clone(),
+                })?;
+        }
+        Ok(node)
+    }
+
+    /// The target of a symlink.
+    pub fn read_link(&self, link: &Inode) -> Result<Vec<u8>, ReadError> {
+        if link.kind != FileKind::Symlink {
+            return Err(self.wrong_kind(format!("inode {}", link.ino), "symlink"));
+        }
+        self.heap(link.record.body_offset, link.record.body_len)
+    }
+
+    /// The extended attributes of an inode, in name order.
+    pub fn xattrs(&self, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+        let rec = &inode.record;
+        let bytes = self.heap(rec.xattr_offset, rec.xattr_len)?;
+        let mut out = Vec::with_capacity(rec.xattr_count as usize);
+        let mut pos = 0usize;
+        let field = |pos: usize| -> Option<usize> {
+            let b = bytes.get(pos..pos + 4)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        for _ in 0..rec.xattr_count {
+            let parsed = (|| {
+                let (nlen, vlen) = (field(pos)?, field(pos + 4)?);
+                let name = bytes.get(pos + 8..pos + 8 + nlen)?.to_vec();
+                let value = bytes.get(pos + 8 + nlen..pos + 8 + nlen + vlen)?.to_vec();
+                Some((name, value, pos + 8 + nlen + vlen))
+            })();
+            let (name, value, next) =
+                parsed.ok_or_else(|| self.bad(format!("xattrs of inode {}", inode.ino)))?;
+            out.push((name, value));
+            pos = next;
+        }
+        Ok(out)
+    }
+
+    /// Reads file data at `offset` into `buf`; returns the bytes read (0 at end of file).
+    pub fn read(&self, file: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
+        if file.kind != FileKind::Regular {
+            return Err(self.wrong_kind(format!("inode {}", file.ino), "regular file"));
+        }
+        if offset >= file.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let len = (file.size - offset).min(buf.len() as u64) as usize;
+        let extents = self.extents(file)?;
+        let bs = BLOCK_SIZE as u64;
+        let mut chunk = vec![0u8; SLOTS_PER_READ * BLOCK_SIZE];
+        let mut done = 0usize;
+        while done < len {
+            let pos = offset + done as u64;
+            let file_block = pos / bs;
+            let in_block = (pos % bs) as usize;
+            // Blocks wanted from here on, and how many of them one run can serve.
+            let want_blocks = (in_block + (len - done)).div_ceil(BLOCK_SIZE) as u64;
+            let idx = extents.partition_point(|e| e.file_block + e.count <= file_block);
+            let (slot, run) = match extents.get(idx) {
+                Some(e) if e.file_block <= file_block => {
+                    let skip = file_block - e.file_block;
+                    (Some(e.slot + skip), (e.count - skip).min(want_blocks))
+                }
+                Some(e) => (None, (e.file_block - file_block).min(want_blocks)),
+                None => (None, want_blocks),
+            };
+            let run = run.min(SLOTS_PER_READ as u64) as usize;
+            let span = &mut chunk[..run * BLOCK_SIZE];
+            match slot {
+                Some(slot) => {
+                    if slot
+                        .checked_add(run as u64)
+                        .is_none_or(|end| end > self.sb.meta_slot)
+                    {
+                        return Err(self.bad(format!("extent of inode {} outside data", file.ino)));
+                    }
+                    self.store.read_slots(slot, run, span)?;
+                }
+                None => span.fill(0),
+            }
+            let take = (span.len() - in_block).min(len - done);
+            buf[done..done + take].copy_from_slice(&span[in_block..in_block + take]);
+            done += take;
+        }
+        Ok(len)
+    }
+
+    /// Checks every slot and every tree node; see [`VerifyReport`].
+    pub fn verify_all(&self) -> Result<VerifyReport, ReadError> {
+        check::verify_all(&self.store, &self.sb)
+    }
+
+    fn dirents(&self, dir: &Inode) -> Result<Vec<DirentRecord>, ReadError> {
+        if dir.kind != FileKind::Directory {
+            return Err(self.wrong_kind(format!("inode {}", dir.ino), "directory"));
+        }
+        let count = dir.size;
+        let bytes = self.heap(
+            dir.record.body_offset,
+            count.saturating_mul(DIRENT_SIZE as u64),
+        )?;
+        Ok(bytes
+            .chunks_exact(DIRENT_SIZE)
+            .map(|c| {
+                let mut arr = [0u8; DIRENT_SIZE];
+                arr.copy_from_slice(c);
+                DirentRecord::decode(&arr)
+            })
+            .collect())
+    }
+
+    fn extents(&self, file: &Inode) -> Result<Vec<Extent>, ReadError> {
+        let bytes = self.heap(file.record.body_offset, file.record.body_len)?;
+        Ok(bytes
+            .chunks_exact(EXTENT_SIZE)
+            .map(|c| {
+                let mut arr = [0u8; EXTENT_SIZE];
+                arr.copy_from_slice(c);
+                Extent::decode(&arr)
+            })
+            .collect())
+    }
+
+    /// Bytes of the heap.
+    fn heap(&self, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        let start = self
+            .sb
+            .heap_offset
+            .checked_add(offset)
+            .ok_or_else(|| self.bad("heap offset overflows".into()))?;
+        self.read_meta(start, len)
+    }
+
+    /// Bytes of the metadata region, through the verified block cache.
+    fn read_meta(&self, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= self.sb.meta_len)
+            .ok_or_else(|| {
+                self.bad(format!(
+                    "metadata range {offset}+{len} beyond {}",
+                    self.sb.meta_len
+                ))
+            })?;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut pos = offset;
+        while pos < end {
+            let block = self
+                .store
+                .cached_block(self.sb.meta_slot + pos / BLOCK_SIZE as u64)?;
+            let in_block = (pos % BLOCK_SIZE as u64) as usize;
+            let take = ((end - pos) as usize).min(BLOCK_SIZE - in_block);
+            out.extend_from_slice(&block[in_block..in_block + take]);
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    fn bad(&self, reason: String) -> ReadError {
+        ReadError::BadMetadata {
+            image: self.store.path.clone(),
+            reason,
+        }
+    }
+
+    fn wrong_kind(&self, what: String, expected: &'static str) -> ReadError {
+        ReadError::WrongKind {
+            image: self.store.path.clone(),
+            what,
+            expected,
+        }
+    }
+}
+
+/// Checks the superblock's sizes against each other; returns the expected image length.
+fn check_superblock(sb: &SuperBody) -> Option<u64> {
+    let meta_slots = sb.meta_len.div_ceil(BLOCK_SIZE as u64);
+    let consistent = sb.slot_count >= 1
+        && sb.slot_count < (1 << 48)
+        && sb.meta_slot.checked_add(meta_slots)? == sb.slot_count
+        && sb.inode_count >= 1
+        && sb.heap_offset == sb.inode_count.checked_mul(INODE_SIZE as u64)?
+        && sb.heap_offset <= sb.meta_len;
+    let len =
+        slot_offset(sb.slot_count).checked_add(TreeShape::new(sb.slot_count).total_bytes())?;
+    (consistent && len == sb.image_len).then_some(len)
+}

@@ -1,0 +1,184 @@
+//! Verified access to slots: every block handed out has passed its Merkle path to the root
+//! in the authenticated superblock and its AEAD tag.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::crypto::{leaf_hash, ImageCipher};
+use crate::format::slot_offset;
+use crate::format::{BLOCK_SIZE, NODE_SIZE, SLOT_SIZE, TAG_LEN};
+use crate::merkle::{node_at, parent, TreeShape};
+
+use super::ReadError;
+
+/// Verified tree nodes kept; the cache is emptied when it fills.
+const NODE_CACHE_MAX: usize = 1 << 18;
+/// Decrypted metadata blocks kept.
+const META_CACHE_MAX: usize = 1024;
+/// Slots read per I/O call.
+pub(super) const SLOTS_PER_READ: usize = 64;
+
+type Block = [u8; BLOCK_SIZE];
+
+/// Reads and verifies slots of one image.
+pub(super) struct SlotStore {
+    pub path: PathBuf,
+    pub file: File,
+    pub cipher: ImageCipher,
+    pub root: [u8; 32],
+    pub shape: TreeShape,
+    pub tree_offset: u64,
+    caches: Mutex<Caches>,
+}
+
+#[derive(Default)]
+struct Caches {
+    /// (level, index) → node value that has been checked against the root.
+    nodes: HashMap<(usize, u64), [u8; 32]>,
+    /// Slot → decrypted block, for metadata.
+    blocks: HashMap<u64, Arc<Block>>,
+}
+
+impl SlotStore {
+    pub fn new(
+        path: &Path,
+        file: File,
+        cipher: ImageCipher,
+        root: [u8; 32],
+        slot_count: u64,
+    ) -> Self {
+        let shape = TreeShape::new(slot_count);
+        Self {
+            path: path.to_owned(),
+            file,
+            cipher,
+            root,
+            tree_offset: slot_offset(slot_count),
+            shape,
+            caches: Mutex::new(Caches::default()),
+        }
+    }
+
+    pub fn slot_count(&self) -> u64 {
+        self.shape.len(0)
+    }
+
+    /// Reads `count` slots from `first` into `out` (`count` blocks), verified and decrypted.
+    pub fn read_slots(&self, first: u64, count: usize, out: &mut [u8]) -> Result<(), ReadError> {
+        let mut raw = vec![0u8; count * SLOT_SIZE];
+        self.file
+            .read_exact_at(&mut raw, slot_offset(first))
+            .map_err(|source| self.io_err(first, source))?;
+        for (i, (slot_bytes, block_out)) in raw
+            .chunks_exact(SLOT_SIZE)
+            .zip(out.chunks_exact_mut(BLOCK_SIZE))
+            .enumerate()
+        {
+            let slot = first + i as u64;
+            self.verify_leaf(slot, &leaf_hash(slot_bytes))?;
+            let mut block = [0u8; BLOCK_SIZE];
+            block.copy_from_slice(&slot_bytes[..BLOCK_SIZE]);
+            let mut tag = [0u8; TAG_LEN];
+            tag.copy_from_slice(&slot_bytes[BLOCK_SIZE..]);
+            self.cipher
+                .open_block(slot, &mut block, &tag)
+                .map_err(|_| ReadError::Unauthentic {
+                    image: self.path.clone(),
+                    slot,
+                })?;
+            block_out.copy_from_slice(&block);
+        }
+        Ok(())
+    }
+
+    /// One verified block, cached (used for metadata).
+    pub fn cached_block(&self, slot: u64) -> Result<Arc<Block>, ReadError> {
+        if let Some(block) = self.lock().blocks.get(&slot) {
+            return Ok(Arc::clone(block));
+        }
+        let mut block = [0u8; BLOCK_SIZE];
+        self.read_slots(slot, 1, &mut block)?;
+        let block = Arc::new(block);
+        let mut caches = self.lock();
+        if caches.blocks.len() >= META_CACHE_MAX {
+            caches.blocks.clear();
+        }
+        caches.blocks.insert(slot, Arc::clone(&block));
+        Ok(block)
+    }
+
+    /// Checks `leaf` (the hash of slot `slot` as read) against the root, walking up until a
+    /// node already known to be good. On success every node used becomes known-good.
+    fn verify_leaf(&self, slot: u64, leaf: &[u8; 32]) -> Result<(), ReadError> {
+        let top = self.shape.levels() - 1;
+        let mut learned: Vec<((usize, u64), [u8; 32])> = Vec::new();
+        let (mut level, mut index, mut cur) = (0usize, slot, *leaf);
+        let ok = loop {
+            if level == top {
+                break cur == self.root;
+            }
+            if let Some(known) = self.lock().nodes.get(&(level, index)) {
+                break *known == cur;
+            }
+            let sibling = index ^ 1;
+            let next = if sibling < self.shape.len(level) {
+                let stored = self.stored_node(level, sibling)?;
+                learned.push(((level, sibling), stored));
+                if index % 2 == 0 {
+                    parent(&cur, Some(&stored))
+                } else {
+                    parent(&stored, Some(&cur))
+                }
+            } else {
+                parent(&cur, None)
+            };
+            learned.push(((level, index), cur));
+            cur = next;
+            level += 1;
+            index /= 2;
+        };
+        if !ok {
+            return Err(ReadError::Tampered {
+                image: self.path.clone(),
+                slot,
+            });
+        }
+        let mut caches = self.lock();
+        if caches.nodes.len() + learned.len() > NODE_CACHE_MAX {
+            caches.nodes.clear();
+        }
+        caches.nodes.extend(learned);
+        Ok(())
+    }
+
+    /// A node as stored in the image (not yet verified).
+    pub fn stored_node(&self, level: usize, index: u64) -> Result<[u8; 32], ReadError> {
+        let mut node = [0u8; NODE_SIZE];
+        let offset = self.tree_offset + (self.shape.start(level) + index) * NODE_SIZE as u64;
+        self.file
+            .read_exact_at(&mut node, offset)
+            .map_err(|source| ReadError::Io {
+                image: self.path.clone(),
+                what: format!("Merkle tree node {index} of level {level}"),
+                source,
+            })?;
+        Ok(node_at(&node, 0))
+    }
+
+    fn io_err(&self, slot: u64, source: std::io::Error) -> ReadError {
+        ReadError::Io {
+            image: self.path.clone(),
+            what: format!("block {slot}"),
+            source,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Caches> {
+        // A panic while holding the lock cannot leave the caches inconsistent (each update
+        // is a single insert or clear), so a poisoned lock is still usable.
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
