@@ -20,6 +20,11 @@ pub type TreeHasher = rs_merkle::algorithms::Sha256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthFailed;
 
+/// The AEAD refused to encrypt (only possible for oversized buffers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("AES-256-GCM-SIV encryption failed")]
+pub struct SealFailed;
+
 /// Encrypts and decrypts the blocks of one image.
 pub struct ImageCipher {
     aead: Aes256GcmSiv,
@@ -43,15 +48,18 @@ impl ImageCipher {
         &self.header
     }
 
-    /// Encrypts a block in place for `slot`, returning its tag.
-    pub fn seal_block(&self, slot: u64, block: &mut [u8; BLOCK_SIZE]) -> [u8; TAG_LEN] {
+    /// Encrypts a block in place for `slot`, returning its tag. (AES-GCM-SIV only fails for
+    /// buffers over 2^36 bytes; the error is still passed on rather than assumed away.)
+    pub fn seal_block(
+        &self,
+        slot: u64,
+        block: &mut [u8; BLOCK_SIZE],
+    ) -> Result<[u8; TAG_LEN], SealFailed> {
         let aad = self.block_aad(slot);
-        // GCM-SIV fails only for buffers over 2^36 bytes; a block is 4 KiB.
-        let tag = self
-            .aead
+        self.aead
             .encrypt_in_place_detached(&self.block_nonce(slot), &aad, block)
-            .map_or([0u8; TAG_LEN], Into::into);
-        tag
+            .map(Into::into)
+            .map_err(|_| SealFailed)
     }
 
     /// Decrypts a block in place after checking its tag.
@@ -68,14 +76,14 @@ impl ImageCipher {
     }
 
     /// Encrypts the superblock body; returns ciphertext followed by tag.
-    pub fn seal_superblock(&self, body: &[u8]) -> Vec<u8> {
+    pub fn seal_superblock(&self, body: &[u8]) -> Result<Vec<u8>, SealFailed> {
         let mut buf = body.to_vec();
         let tag = self
             .aead
             .encrypt_in_place_detached(&superblock_nonce(), &self.superblock_aad(), &mut buf)
-            .map_or([0u8; TAG_LEN], Into::into);
+            .map_err(|_| SealFailed)?;
         buf.extend_from_slice(&tag);
-        buf
+        Ok(buf)
     }
 
     /// Decrypts the superblock region after the header (body and tag).
@@ -165,7 +173,7 @@ mod tests {
     fn block_round_trip() {
         let c = cipher(1, 2);
         let mut block = [7u8; BLOCK_SIZE];
-        let tag = c.seal_block(5, &mut block);
+        let tag = c.seal_block(5, &mut block).unwrap();
         assert_ne!(block, [7u8; BLOCK_SIZE]);
         c.open_block(5, &mut block, &tag).unwrap();
         assert_eq!(block, [7u8; BLOCK_SIZE]);
@@ -175,7 +183,7 @@ mod tests {
     fn block_is_bound_to_slot_image_and_key() {
         let c = cipher(1, 2);
         let mut sealed = [7u8; BLOCK_SIZE];
-        let tag = c.seal_block(5, &mut sealed);
+        let tag = c.seal_block(5, &mut sealed).unwrap();
         for (other, slot) in [(cipher(1, 2), 6), (cipher(1, 3), 5), (cipher(9, 2), 5)] {
             let mut block = sealed;
             assert_eq!(other.open_block(slot, &mut block, &tag), Err(AuthFailed));
@@ -186,8 +194,8 @@ mod tests {
     fn same_plaintext_differs_per_slot() {
         let c = cipher(1, 2);
         let (mut a, mut b) = ([0u8; BLOCK_SIZE], [0u8; BLOCK_SIZE]);
-        c.seal_block(1, &mut a);
-        c.seal_block(2, &mut b);
+        c.seal_block(1, &mut a).unwrap();
+        c.seal_block(2, &mut b).unwrap();
         assert_ne!(a, b);
     }
 
@@ -195,7 +203,7 @@ mod tests {
     fn superblock_round_trip_and_tamper() {
         let c = cipher(1, 2);
         let body = vec![3u8; SUPER_BODY_LEN];
-        let mut sealed = c.seal_superblock(&body);
+        let mut sealed = c.seal_superblock(&body).unwrap();
         assert_eq!(c.open_superblock(&sealed).unwrap().as_slice(), &body[..]);
         sealed[10] ^= 1;
         assert_eq!(c.open_superblock(&sealed).unwrap_err(), AuthFailed);

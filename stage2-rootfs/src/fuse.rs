@@ -1,1 +1,313 @@
-//! FUSE server (in progress).
+//! Serving a [`RootfsReader`] as a read-only FUSE file system.
+//!
+//! [`mount`] mounts an image on a directory and serves it from a background thread until
+//! [`Mount::unmount`] (or drop). FUSE inode numbers are the image's inode numbers (the root
+//! is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
+//! and file pages for a day: the image never changes. Every byte served has passed the
+//! reader's Merkle and AEAD checks; a request touching a block that fails them gets `EIO`,
+//! never other bytes, and is logged.
+//!
+//! Mounting needs `/dev/fuse` and root (fuser mounts with mount(2) directly; without the
+//! privilege it falls back to `fusermount3`, which refuses `allow_other` unless
+//! `/etc/fuse.conf` has `user_allow_other`).
+
+mod ops;
+
+use std::error::Error;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
+
+use crate::reader::RootfsReader;
+
+/// Threads reading requests from the kernel (each on its own cloned `/dev/fuse` fd), so
+/// readahead of several files and metadata lookups proceed in parallel.
+const THREADS: usize = 4;
+/// How long [`Mount::unmount`] waits for the kernel to release closed files before
+/// unmounting (beyond that, the mount is busy).
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
+/// How long [`Mount::unmount`] waits for the session to end once the file system is
+/// unmounted; normally it ends at once.
+const END_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long it waits again after aborting the FUSE connection.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Where the kernel's fusectl file system lists FUSE connections (when it is mounted).
+const FUSECTL: &str = "/sys/fs/fuse/connections";
+
+/// Errors mounting and unmounting. Each names the mountpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum FuseError {
+    /// Mounting failed: no `/dev/fuse`, no privilege, no such directory, or the kernel
+    /// refused the FUSE handshake.
+    #[error("failed to mount the rootfs on {mountpoint}")]
+    Mount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The thread serving the file system could not be started; the file system was
+    /// unmounted again.
+    #[error("failed to start the FUSE session for {mountpoint}")]
+    Spawn {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// umount(2) failed, typically `EBUSY` because files are open. The file system stays
+    /// mounted and served in the background until someone unmounts it.
+    #[error("failed to unmount the rootfs from {mountpoint}")]
+    Unmount {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The session ended with an error, or its thread panicked.
+    #[error("the FUSE session serving {mountpoint} failed")]
+    Session {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file system was unmounted here but its session did not end, because something
+    /// else still holds it (a copy of the mount in another mount namespace) and the
+    /// connection could not be aborted. The session is left running in the background.
+    #[error("the FUSE session for {mountpoint} did not end after unmounting")]
+    Lingering {
+        /// The mountpoint.
+        mountpoint: PathBuf,
+        /// What was tried.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A mounted image, served by a background thread. Dropping it unmounts (errors are
+/// logged); [`unmount`](Self::unmount) reports them.
+#[derive(Debug)]
+pub struct Mount {
+    mountpoint: PathBuf,
+    unmounter: SessionUnmounter,
+    /// The session thread; `None` once it has been joined or given up on.
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Disconnects when the session thread ends.
+    ended: Receiver<()>,
+    /// The FUSE connection's id under [`FUSECTL`], if it could be found.
+    connection: Option<u64>,
+    /// Open files and directories of the session.
+    open: Arc<AtomicUsize>,
+}
+
+/// Mounts `reader`'s image read-only on the directory `mountpoint` and serves it from a
+/// background thread.
+///
+/// Options: `ro`, `default_permissions` (the kernel checks modes against the caller),
+/// `allow_other` (every user may use the mount, as in a container rootfs), and fuser's
+/// defaults `nosuid` and `nodev`; the source shows as `encc` and the type as
+/// `fuse.encc-rootfs` in `/proc/self/mountinfo`.
+pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, FuseError> {
+    let mount_err = |source| FuseError::Mount {
+        mountpoint: mountpoint.to_owned(),
+        source,
+    };
+    let mountpoint = mountpoint.canonicalize().map_err(mount_err)?;
+    let image = reader.path().to_owned();
+    let fs = ops::RootfsFs::new(reader);
+    let open = fs.open_handles();
+    let mut session =
+        Session::new(fs, &mountpoint, &config()).map_err(|source| FuseError::Mount {
+            mountpoint: mountpoint.clone(),
+            source,
+        })?;
+    let unmounter = session.unmount_callable();
+    let (done, ended) = mpsc::sync_channel::<()>(0);
+    // If spawning fails, the closure and with it the session are dropped, which unmounts.
+    let thread = thread::Builder::new()
+        .name("encc-fuse".into())
+        .spawn(move || {
+            let _done = done;
+            session.run()
+        })
+        .map_err(|source| FuseError::Spawn {
+            mountpoint: mountpoint.clone(),
+            source,
+        })?;
+    let connection = match std::fs::metadata(&mountpoint) {
+        Ok(meta) => Some(connection_id(meta.dev())),
+        Err(e) => {
+            log::warn!("cannot stat {}: {e}", mountpoint.display());
+            None
+        }
+    };
+    log::info!(
+        "serving image {} on {} (FUSE connection {connection:?})",
+        image.display(),
+        mountpoint.display()
+    );
+    Ok(Mount {
+        mountpoint,
+        unmounter,
+        thread: Some(thread),
+        ended,
+        connection,
+        open,
+    })
+}
+
+impl Mount {
+    /// The mountpoint (canonical).
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Whether the session has ended: the file system was unmounted from outside (for
+    /// example by `umount`), or the session failed.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Unmounts and waits for the session to end. Returns promptly when the file system
+    /// was already unmounted from outside.
+    pub fn unmount(mut self) -> Result<(), FuseError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), FuseError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        // When the session has already ended, its own guard has cleaned up the mount (fuser
+        // also skips umount(2) when the kernel connection is gone, so as not to unmount
+        // whatever may since have been mounted here).
+        if !thread.is_finished() {
+            self.wait_released();
+            self.unmounter
+                .unmount()
+                .map_err(|source| FuseError::Unmount {
+                    mountpoint: self.mountpoint.clone(),
+                    source,
+                })?;
+        }
+        if !self.wait(END_TIMEOUT) {
+            let aborted = self.abort_connection();
+            if !(aborted && self.wait(ABORT_TIMEOUT)) {
+                let what = if aborted {
+                    "aborted the FUSE connection, but the session still runs"
+                } else {
+                    "the FUSE connection could not be aborted (fusectl not mounted?)"
+                };
+                return Err(FuseError::Lingering {
+                    mountpoint: self.mountpoint.clone(),
+                    source: io::Error::new(io::ErrorKind::TimedOut, what),
+                });
+            }
+        }
+        let result = match thread.join() {
+            Ok(result) => result,
+            Err(_panic) => Err(io::Error::other("the session thread panicked")),
+        };
+        result.map_err(|source| FuseError::Session {
+            mountpoint: self.mountpoint.clone(),
+            source,
+        })?;
+        log::info!("unmounted {}", self.mountpoint.display());
+        Ok(())
+    }
+
+    /// Waits a little for the kernel to release files closed just before.
+    fn wait_released(&self) {
+        let start = Instant::now();
+        while self.open.load(Ordering::SeqCst) > 0 && start.elapsed() < RELEASE_GRACE {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits for the session thread to end; returns whether it did.
+    fn wait(&self, timeout: Duration) -> bool {
+        matches!(
+            self.ended.recv_timeout(timeout),
+            Ok(()) | Err(RecvTimeoutError::Disconnected)
+        )
+    }
+
+    /// Aborts the FUSE connection through fusectl, which ends the session even while
+    /// another mount namespace still holds the file system; returns whether that worked.
+    fn abort_connection(&self) -> bool {
+        let Some(id) = self.connection else {
+            return false;
+        };
+        let path = Path::new(FUSECTL).join(id.to_string()).join("abort");
+        match std::fs::write(&path, b"1") {
+            Ok(()) => {
+                log::warn!(
+                    "session for {} still running after unmount; aborted its FUSE connection",
+                    self.mountpoint.display()
+                );
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot abort FUSE connection {}: {e}", path.display());
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("{}", error_chain(&e));
+        }
+    }
+}
+
+/// The session configuration; see [`mount`].
+fn config() -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName("encc".into()),
+        // fuser's pure-Rust mount passes `Subtype` to fusermount only; the kernel takes
+        // the option directly.
+        MountOption::CUSTOM("subtype=encc-rootfs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    // fuser 0.18 has no `AllowOther` mount option: the ACL adds `allow_other` and stops
+    // fuser itself from refusing other users' requests.
+    config.acl = SessionACL::All;
+    config.n_threads = Some(THREADS);
+    config.clone_fd = true;
+    config
+}
+
+/// The fusectl id of the connection behind a mount with `st_dev` `dev`: the kernel's
+/// encoding of the device number.
+fn connection_id(dev: u64) -> u64 {
+    (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(e: &dyn Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -30,4 +30,6 @@ pub use builder::{
 pub use format::{FileKind, BLOCK_SIZE, ROOT_INO};
 pub use key::{DataKey, KeyError, KEY_LEN};
 pub use path::{PathError, RootfsPath};
-pub use reader::{DirEntry, ImageInfo, Inode, OpenError, ReadError, RootfsReader, VerifyReport};
+pub use reader::{
+    DirEntry, ImageInfo, Inode, OpenError, ReadError, RootfsReader, VerifyReport, Xattr,
+};

@@ -1,1 +1,63 @@
-fn main() {}
+//! `encc`: admin and debugging CLI.
+
+#![forbid(unsafe_code)]
+
+mod rootfs_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use encc_rootfs::DataKey;
+
+#[derive(Parser)]
+#[command(name = "encc", version, about = "encc admin and debugging tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Data keys (32 random bytes, stored as 64 hex characters, mode 0600).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Protected rootfs images.
+    Rootfs {
+        #[command(subcommand)]
+        command: rootfs_cmd::RootfsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Writes a new random key to a new file.
+    Gen {
+        /// The key file to create (never overwritten).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key {
+            command: KeyCommand::Gen { output },
+        } => DataKey::generate()
+            .and_then(|key| key.write_file(&output))
+            .with_context(|| format!("cannot create key file {}", output.display())),
+        Command::Rootfs { command } => rootfs_cmd::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("encc: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -35,7 +35,10 @@ impl BlockWriter {
     /// Seals `block` (overwritten with ciphertext) into the next slot; returns its index.
     pub fn write(&mut self, block: &mut [u8; BLOCK_SIZE]) -> io::Result<u64> {
         let index = self.next_slot();
-        let tag = self.cipher.seal_block(index, block);
+        let tag = self
+            .cipher
+            .seal_block(index, block)
+            .map_err(io::Error::other)?;
         self.slot[..BLOCK_SIZE].copy_from_slice(block);
         self.slot[BLOCK_SIZE..].copy_from_slice(&tag);
         self.out.write_all(&self.slot[..])?;

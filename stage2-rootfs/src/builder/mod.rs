@@ -11,7 +11,7 @@ mod tree;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -439,7 +439,7 @@ impl RootfsBuilder {
         }
         let (mut file, cipher, tree) = blocks.finish().map_err(write_err)?;
         let slot_count = tree.leaf_count();
-        let tree_offset = file.seek(SeekFrom::Current(0)).map_err(write_err)?;
+        let tree_offset = file.stream_position().map_err(write_err)?;
         let root = tree.write_to(&file, tree_offset).map_err(write_err)?;
         let image_len = tree_offset + TreeShape::new(slot_count).total_bytes();
 
@@ -452,7 +452,11 @@ impl RootfsBuilder {
         };
         let mut region = Vec::with_capacity(BLOCK_SIZE);
         region.extend_from_slice(&cipher.header().encode());
-        region.extend_from_slice(&cipher.seal_superblock(&body.encode()));
+        region.extend_from_slice(
+            &cipher
+                .seal_superblock(&body.encode())
+                .map_err(|e| write_err(io::Error::other(e)))?,
+        );
         debug_assert_eq!(region.len(), BLOCK_SIZE);
         file.write_all_at(&region, 0).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;

@@ -159,6 +159,9 @@ pub enum ReadError {
     },
 }
 
+/// An extended attribute: name and value.
+pub type Xattr = (Vec<u8>, Vec<u8>);
+
 /// An inode's attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inode {
@@ -448,10 +451,12 @@ impl RootfsReader {
     }
 
     /// The extended attributes of an inode, in name order.
-    pub fn xattrs(&self, inode: &Inode) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    pub fn xattrs(&self, inode: &Inode) -> Result<Vec<Xattr>, ReadError> {
         let rec = &inode.record;
         let bytes = self.heap(rec.xattr_offset, rec.xattr_len)?;
-        let mut out = Vec::with_capacity(rec.xattr_count as usize);
+        // Capacity from the byte length, not the stored count: each xattr takes at least 8 bytes.
+        let mut out =
+            Vec::with_capacity((rec.xattr_len / 8).min(u64::from(rec.xattr_count)) as usize);
         let mut pos = 0usize;
         let field = |pos: usize| -> Option<usize> {
             let b = bytes.get(pos..pos + 4)?;

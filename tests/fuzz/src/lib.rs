@@ -1,0 +1,126 @@
+//! Fuzzing support for encc: open an image made of the fuzz input and walk all of it.
+//!
+//! Random bytes almost never pass the superblock's AEAD, so the fuzzer starts from valid
+//! images written by `build_corpus` under [`fuzz_key`]; its mutations then exercise the
+//! verification paths (bad magic, wrong key, truncation, Merkle and AEAD failures).
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+
+use encc_rootfs::{DataKey, FileKind, Inode, RootfsReader, BLOCK_SIZE};
+
+/// Deepest directory the walk descends into.
+const MAX_DEPTH: usize = 64;
+/// Directory entries the walk looks at, in all.
+const MAX_ENTRIES: usize = 4096;
+/// Bytes asked for by one `read`.
+const READ_CHUNK: usize = 64 * 1024;
+/// `read` calls from the start of a file (a forged size may be huge and all holes).
+const MAX_READS_PER_FILE: usize = 4;
+
+/// The fixed key of the fuzz corpus: the seed images are written with it and every input is
+/// opened with it.
+pub fn fuzz_key() -> DataKey {
+    DataKey::from_bytes(*b"encc-fuzz-open_and_walk-key-0001")
+}
+
+/// What a walk reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Walked {
+    /// Distinct inodes visited, the root included.
+    pub inodes: u64,
+    /// File bytes read.
+    pub bytes: u64,
+}
+
+/// The fuzz target: writes `data` to a per-process temporary file, opens it with
+/// [`fuzz_key`] and, if that succeeds, walks the whole tree. Every library error is ignored;
+/// only a panic, an abort or a sanitizer report is a finding.
+pub fn open_and_walk(data: &[u8]) {
+    let path = input_path();
+    // The harness's own file failing is not a finding about the library, but it would make
+    // the run worthless: stop loudly.
+    fs::write(&path, data).expect("failed to write the fuzz input to the temporary directory");
+    let opened = RootfsReader::open(&path, &fuzz_key());
+    // The reader holds the file open; the name is not needed any more.
+    let _ = fs::remove_file(&path);
+    if let Ok(reader) = opened {
+        walk(&reader);
+    }
+}
+
+/// Runs `info` and `verify_all`, then visits every inode reachable from the root within fixed
+/// budgets: calls `inode`, `lookup` of every name, `xattrs`, `read_link` and reads every
+/// regular file. A forged image may hold directory cycles or hardlinked directories, so each
+/// inode is visited once.
+pub fn walk(reader: &RootfsReader) -> Walked {
+    let _ = reader.info();
+    let _ = reader.verify_all();
+    let mut walked = Walked::default();
+    let Ok(root) = reader.root() else {
+        return walked;
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut seen = HashSet::from([root.ino]);
+    let mut stack = vec![(root, 0usize)];
+    let mut entries_left = MAX_ENTRIES;
+    while let Some((dir, depth)) = stack.pop() {
+        walked.inodes += 1;
+        visit(reader, &dir, &mut buf, &mut walked);
+        let Ok(entries) = reader.read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            if entries_left == 0 {
+                return walked;
+            }
+            entries_left -= 1;
+            let _ = reader.lookup(&dir, &entry.name);
+            let Ok(inode) = reader.inode(entry.ino) else {
+                continue;
+            };
+            if !seen.insert(inode.ino) {
+                continue;
+            }
+            if inode.kind == FileKind::Directory {
+                if depth < MAX_DEPTH {
+                    stack.push((inode, depth + 1));
+                }
+            } else {
+                walked.inodes += 1;
+                visit(reader, &inode, &mut buf, &mut walked);
+            }
+        }
+    }
+    walked
+}
+
+/// Reads everything an inode has besides its directory entries.
+fn visit(reader: &RootfsReader, inode: &Inode, buf: &mut [u8], walked: &mut Walked) {
+    let _ = reader.xattrs(inode);
+    let _ = reader.read_link(inode);
+    if inode.kind != FileKind::Regular {
+        return;
+    }
+    let mut offset = 0u64;
+    for _ in 0..MAX_READS_PER_FILE {
+        match reader.read(inode, offset, buf) {
+            Ok(n) if n > 0 => {
+                offset += n as u64;
+                walked.bytes += n as u64;
+            }
+            _ => break,
+        }
+    }
+    // Across a block boundary, and the tail of a file too big to read whole.
+    let _ = reader.read(inode, BLOCK_SIZE as u64 - 1, &mut buf[..2]);
+    let _ = reader.read(inode, inode.size.saturating_sub(buf.len() as u64), buf);
+}
+
+/// A temporary file name of this process (libFuzzer's `-jobs`/`-fork` run several).
+fn input_path() -> PathBuf {
+    std::env::temp_dir().join(format!("encc-fuzz-{}.img", std::process::id()))
+}
