@@ -146,6 +146,12 @@ pub struct SuperBody {
     pub symlinks: u64,
     /// Number of device nodes and fifos.
     pub specials: u64,
+    /// Heap offset of the attachment records.
+    pub attachments_offset: u64,
+    /// Length of the attachment records in bytes.
+    pub attachments_len: u64,
+    /// Number of attachments.
+    pub attachments_count: u64,
 }
 
 impl SuperBody {
@@ -166,6 +172,9 @@ impl SuperBody {
             self.directories,
             self.symlinks,
             self.specials,
+            self.attachments_offset,
+            self.attachments_len,
+            self.attachments_count,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -193,6 +202,9 @@ impl SuperBody {
             directories: r.u64(),
             symlinks: r.u64(),
             specials: r.u64(),
+            attachments_offset: r.u64(),
+            attachments_len: r.u64(),
+            attachments_count: r.u64(),
         };
         bytes[r.pos..].iter().all(|&b| b == 0).then_some(body)
     }

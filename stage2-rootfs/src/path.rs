@@ -54,6 +54,11 @@ impl RootfsPath {
         Self::parse(path.as_bytes())
     }
 
+    /// A path from names already known to be valid (no `..`, `.`, empty or long names).
+    pub(crate) fn from_valid_names(names: Vec<Vec<u8>>) -> Self {
+        Self(names)
+    }
+
     /// The names, root first.
     pub fn names(&self) -> &[Vec<u8>] {
         &self.0

@@ -472,3 +472,88 @@ fn dropped_builder_leaves_nothing() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn layer_transactions_commit_and_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::from_bytes([5; 32]);
+    let path = dir.path().join("img");
+    let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
+    b.begin_layer().unwrap();
+    b.add_file(&p("kept"), meta(0o644, 0), &mut &b"1"[..])
+        .unwrap();
+    b.commit_layer().unwrap();
+    b.begin_layer().unwrap();
+    assert!(b.begin_layer().is_err());
+    b.add_file(&p("dropped"), meta(0o644, 0), &mut &b"2"[..])
+        .unwrap();
+    b.remove(&p("kept")).unwrap();
+    assert!(matches!(b.kind_of(&p("dropped")), Some(FileKind::Regular)));
+    b.abort_layer().unwrap();
+    assert!(b.kind_of(&p("dropped")).is_none());
+    assert!(b.commit_layer().is_err());
+    b.begin_layer().unwrap();
+    b.attach("config", b"{\"a\":1}".to_vec());
+    b.attach("other", vec![0, 1, 2]);
+    let open = b.finish();
+    assert!(matches!(open, Err(encc_rootfs::BuildError::Layer(_))));
+    assert!(!path.exists(), "a refused finish publishes nothing");
+
+    let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
+    b.add_file(&p("kept"), meta(0o644, 0), &mut &b"1"[..])
+        .unwrap();
+    b.attach("config", [b"{\"m\":\"".as_slice(), MARKER, b"\"}"].concat());
+    b.attach("z", vec![]);
+    b.finish().unwrap();
+    let r = RootfsReader::open(&path, &key).unwrap();
+    assert_eq!(
+        r.attachment("config").unwrap().unwrap(),
+        [b"{\"m\":\"".as_slice(), MARKER, b"\"}"].concat()
+    );
+    assert_eq!(r.attachment("z").unwrap(), Some(vec![]));
+    assert_eq!(r.attachment("missing").unwrap(), None);
+    let names: Vec<String> = r
+        .attachments()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["config", "z"]);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.windows(MARKER.len()).any(|w| w == MARKER));
+}
+
+#[test]
+fn resolve_in_root_never_leaves_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::from_bytes([6; 32]);
+    let mut b =
+        RootfsBuilder::create(&dir.path().join("img"), &key, BuildOptions::default()).unwrap();
+    b.add_directory(&p("usr/lib"), meta(0o755, 0)).unwrap();
+    b.add_symlink(&p("lib"), meta(0o777, 0), b"usr/lib")
+        .unwrap();
+    b.add_symlink(&p("up"), meta(0o777, 0), b"../../../..")
+        .unwrap();
+    b.add_symlink(&p("abs"), meta(0o777, 0), b"/usr").unwrap();
+    b.add_symlink(&p("etc"), meta(0o777, 0), b"/../../real-etc")
+        .unwrap();
+    b.add_symlink(&p("loop1"), meta(0o777, 0), b"loop2")
+        .unwrap();
+    b.add_symlink(&p("loop2"), meta(0o777, 0), b"loop1/x")
+        .unwrap();
+    let r = |s: &str, follow| b.resolve_in_root(&p(s), follow).map(|x| x.to_string());
+    assert_eq!(r("lib/x.so", true).unwrap(), "/usr/lib/x.so");
+    assert_eq!(r("up/usr/passwd", true).unwrap(), "/usr/passwd");
+    assert_eq!(r("abs/lib", true).unwrap(), "/usr/lib");
+    assert_eq!(r("etc/shadow", true).unwrap(), "/real-etc/shadow");
+    assert_eq!(r("up/etc/x", true).unwrap(), "/real-etc/x");
+    assert_eq!(r("lib", false).unwrap(), "/lib");
+    assert_eq!(r("lib", true).unwrap(), "/usr/lib");
+    assert_eq!(r("missing/a/b", true).unwrap(), "/missing/a/b");
+    assert!(matches!(
+        b.resolve_in_root(&p("loop1/y"), true),
+        Err(encc_rootfs::BuildError::SymlinkLoop { .. })
+    ));
+    assert_eq!(b.symlink_target(&p("lib")), Some(&b"usr/lib"[..]));
+    assert_eq!(b.children(&p("usr")), vec![b"lib".to_vec()]);
+}

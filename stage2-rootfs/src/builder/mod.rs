@@ -24,6 +24,8 @@ use crate::path::RootfsPath;
 use blocks::BlockWriter;
 use tree::{Body, Node, Tree};
 
+/// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
+const MAX_SYMLINKS: usize = 40;
 /// Longest symlink target (PATH_MAX less the NUL).
 const SYMLINK_MAX: usize = 4095;
 /// Largest xattr value Linux accepts.
@@ -190,6 +192,16 @@ pub enum BuildError {
         /// Its target.
         target: RootfsPath,
     },
+    /// Resolving a path met too many symlinks.
+    #[error("cannot resolve {path}: too many levels of symbolic links")]
+    SymlinkLoop {
+        /// The path being resolved.
+        path: RootfsPath,
+    },
+    /// `begin_layer` while a layer is open, `commit_layer`/`abort_layer` without one, or
+    /// `finish` with a layer still open.
+    #[error("layer transaction misuse: {0}")]
+    Layer(&'static str),
     /// An entry's metadata is out of range.
     #[error("invalid entry {path}: {reason}")]
     Invalid {
@@ -206,6 +218,9 @@ pub struct RootfsBuilder {
     temp: tempfile::TempPath,
     blocks: BlockWriter,
     tree: Tree,
+    /// The tree as it was when the open layer began.
+    layer_start: Option<Tree>,
+    attachments: BTreeMap<String, Vec<u8>>,
     scratch: Box<[u8; BLOCK_SIZE]>,
 }
 
@@ -245,6 +260,8 @@ impl RootfsBuilder {
             temp,
             blocks,
             tree: Tree::new(),
+            layer_start: None,
+            attachments: BTreeMap::new(),
             scratch: Box::new([0u8; BLOCK_SIZE]),
         })
     }
@@ -422,14 +439,113 @@ impl RootfsBuilder {
             .map(|id| self.tree.nodes[id].body.kind())
     }
 
+    /// Resolves the symlinks in `path` inside the image, the way `openat2(RESOLVE_IN_ROOT)`
+    /// and umoci do: an absolute target restarts at the image root, `..` stops at the root,
+    /// so the result never leaves the image. With `follow_last` false, a symlink in the last
+    /// component is kept (as `lstat` would). Components that do not exist are kept as they
+    /// are.
+    pub fn resolve_in_root(
+        &self,
+        path: &RootfsPath,
+        follow_last: bool,
+    ) -> Result<RootfsPath, BuildError> {
+        let mut todo: std::collections::VecDeque<Vec<u8>> = path.names().iter().cloned().collect();
+        let mut resolved: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0usize;
+        while let Some(name) = todo.pop_front() {
+            match name.as_slice() {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => resolved.push(name),
+            }
+            if todo.is_empty() && !follow_last {
+                break;
+            }
+            let Some(id) = self.tree.lookup_names(&resolved) else {
+                continue;
+            };
+            if let Body::Symlink(target) = &self.tree.nodes[id].body {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(BuildError::SymlinkLoop { path: path.clone() });
+                }
+                resolved.pop();
+                if target.first() == Some(&b'/') {
+                    resolved.clear();
+                }
+                for part in target.split(|&b| b == b'/').rev() {
+                    todo.push_front(part.to_vec());
+                }
+            }
+        }
+        Ok(RootfsPath::from_valid_names(resolved))
+    }
+
+    /// The target of the symlink at `path`, if that is a symlink.
+    pub fn symlink_target(&self, path: &RootfsPath) -> Option<&[u8]> {
+        match &self.tree.nodes[self.tree.lookup(path)?].body {
+            Body::Symlink(target) => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Names in the directory at `path` (none if it is not a directory).
+    pub fn children(&self, path: &RootfsPath) -> Vec<Vec<u8>> {
+        self.tree
+            .lookup(path)
+            .and_then(|id| self.tree.children(id))
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts a layer: until [`commit_layer`](Self::commit_layer), every change can be undone
+    /// with [`abort_layer`](Self::abort_layer), and [`finish`](Self::finish) refuses to run.
+    pub fn begin_layer(&mut self) -> Result<(), BuildError> {
+        if self.layer_start.is_some() {
+            return Err(BuildError::Layer("a layer is already open"));
+        }
+        self.layer_start = Some(self.tree.clone());
+        Ok(())
+    }
+
+    /// Makes the open layer's changes part of the image.
+    pub fn commit_layer(&mut self) -> Result<(), BuildError> {
+        self.layer_start
+            .take()
+            .map(|_| ())
+            .ok_or(BuildError::Layer("no layer is open"))
+    }
+
+    /// Undoes every change since [`begin_layer`](Self::begin_layer). Data the layer wrote
+    /// stays in its slots but is unreachable.
+    pub fn abort_layer(&mut self) -> Result<(), BuildError> {
+        self.tree = self
+            .layer_start
+            .take()
+            .ok_or(BuildError::Layer("no layer is open"))?;
+        Ok(())
+    }
+
+    /// Stores a named, opaque attachment (for example an image config) in the encrypted and
+    /// authenticated metadata; a second call with the same name replaces the first.
+    pub fn attach(&mut self, name: &str, data: Vec<u8>) {
+        self.attachments.insert(name.to_owned(), data);
+    }
+
     /// Writes metadata, tree and superblock, and renames the image into place.
     pub fn finish(self) -> Result<BuildSummary, BuildError> {
+        if self.layer_start.is_some() {
+            return Err(BuildError::Layer("finish with a layer still open"));
+        }
         let write_err = |source| BuildError::Write {
             path: self.dest.clone(),
             source,
         };
         let mut blocks = self.blocks;
-        let meta = serialize::serialize(&self.tree);
+        let meta = serialize::serialize(&self.tree, &self.attachments);
         let meta_slot = blocks.next_slot();
         let mut block = [0u8; BLOCK_SIZE];
         for chunk in meta.bytes.chunks(BLOCK_SIZE) {

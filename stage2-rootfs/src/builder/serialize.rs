@@ -1,7 +1,7 @@
 //! Turning the finished tree into the metadata region: inode table, then heap.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::format::{DirentRecord, Extent, InodeRecord, SuperBody, DIRENT_SIZE, INODE_SIZE};
 
@@ -15,7 +15,7 @@ pub(super) struct Metadata {
 
 /// Numbers the reachable inodes breadth-first in name order (root = 1) and serializes them.
 /// The order depends only on the tree, so equal trees give equal bytes.
-pub(super) fn serialize(tree: &Tree) -> Metadata {
+pub(super) fn serialize(tree: &Tree, attachments: &BTreeMap<String, Vec<u8>>) -> Metadata {
     let (order, ino_of, nlinks, entries) = number(tree);
     let mut heap = Vec::new();
     let mut records = Vec::with_capacity(order.len());
@@ -101,6 +101,16 @@ pub(super) fn serialize(tree: &Tree) -> Metadata {
         }
     }
     records[0].parent = 1;
+
+    counts.attachments_offset = heap.len() as u64;
+    for (name, value) in attachments {
+        heap.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        heap.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        heap.extend_from_slice(name.as_bytes());
+        heap.extend_from_slice(value);
+    }
+    counts.attachments_len = heap.len() as u64 - counts.attachments_offset;
+    counts.attachments_count = attachments.len() as u64;
 
     let table_len = records.len() * INODE_SIZE;
     let mut bytes = Vec::with_capacity(table_len + heap.len());

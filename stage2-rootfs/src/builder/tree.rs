@@ -99,8 +99,13 @@ impl Tree {
 
     /// The node at `path`, if any (no symlinks are followed).
     pub fn lookup(&self, path: &RootfsPath) -> Option<NodeId> {
+        self.lookup_names(path.names())
+    }
+
+    /// The node at the path made of `names`, if any.
+    pub fn lookup_names(&self, names: &[Vec<u8>]) -> Option<NodeId> {
         let mut id = ROOT;
-        for name in path.names() {
+        for name in names {
             id = *self.children(id)?.get(name)?;
         }
         Some(id)

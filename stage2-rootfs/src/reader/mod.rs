@@ -454,27 +454,32 @@ impl RootfsReader {
     pub fn xattrs(&self, inode: &Inode) -> Result<Vec<Xattr>, ReadError> {
         let rec = &inode.record;
         let bytes = self.heap(rec.xattr_offset, rec.xattr_len)?;
-        // Capacity from the byte length, not the stored count: each xattr takes at least 8 bytes.
-        let mut out =
-            Vec::with_capacity((rec.xattr_len / 8).min(u64::from(rec.xattr_count)) as usize);
-        let mut pos = 0usize;
-        let field = |pos: usize| -> Option<usize> {
-            let b = bytes.get(pos..pos + 4)?;
-            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        };
-        for _ in 0..rec.xattr_count {
-            let parsed = (|| {
-                let (nlen, vlen) = (field(pos)?, field(pos + 4)?);
-                let name = bytes.get(pos + 8..pos + 8 + nlen)?.to_vec();
-                let value = bytes.get(pos + 8 + nlen..pos + 8 + nlen + vlen)?.to_vec();
-                Some((name, value, pos + 8 + nlen + vlen))
-            })();
-            let (name, value, next) =
-                parsed.ok_or_else(|| self.bad(format!("xattrs of inode {}", inode.ino)))?;
-            out.push((name, value));
-            pos = next;
-        }
-        Ok(out)
+        parse_records(&bytes, u64::from(rec.xattr_count))
+            .ok_or_else(|| self.bad(format!("xattrs of inode {}", inode.ino)))
+    }
+
+    /// All attachments stored with [`crate::RootfsBuilder::attach`], in name order.
+    pub fn attachments(&self) -> Result<Vec<(String, Vec<u8>)>, ReadError> {
+        let sb = &self.sb;
+        let bytes = self.heap(sb.attachments_offset, sb.attachments_len)?;
+        let records = parse_records(&bytes, sb.attachments_count)
+            .ok_or_else(|| self.bad("attachment records".into()))?;
+        records
+            .into_iter()
+            .map(|(name, value)| {
+                String::from_utf8(name)
+                    .map(|name| (name, value))
+                    .map_err(|_| self.bad("attachment name is not UTF-8".into()))
+            })
+            .collect()
+    }
+
+    /// The attachment called `name`, if there is one.
+    pub fn attachment(&self, name: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self
+            .attachments()?
+            .into_iter()
+            .find_map(|(n, v)| (n == name).then_some(v)))
     }
 
     /// Reads file data at `offset` into `buf`; returns the bytes read (0 at end of file).
@@ -611,6 +616,29 @@ impl RootfsReader {
             expected,
         }
     }
+}
+
+/// Parses `count` records `{name_len u32, value_len u32, name, value}`; `None` if they do
+/// not fit in `bytes`.
+fn parse_records(bytes: &[u8], count: u64) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    // Capacity from the byte length, not the stored count: each record takes 8 bytes or more.
+    let mut out = Vec::with_capacity((bytes.len() as u64 / 8).min(count) as usize);
+    let mut pos = 0usize;
+    let field = |pos: usize| -> Option<usize> {
+        let b = bytes.get(pos..pos.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    for _ in 0..count {
+        let (nlen, vlen) = (field(pos)?, field(pos + 4)?);
+        let name_end = pos.checked_add(8)?.checked_add(nlen)?;
+        let value_end = name_end.checked_add(vlen)?;
+        out.push((
+            bytes.get(pos + 8..name_end)?.to_vec(),
+            bytes.get(name_end..value_end)?.to_vec(),
+        ));
+        pos = value_end;
+    }
+    Some(out)
 }
 
 /// Checks the superblock's sizes against each other; returns the expected image length.
