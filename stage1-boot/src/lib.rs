@@ -2,6 +2,17 @@
 //! encrypted layers and unpacks them into a protected rootfs through
 //! [`encc_rootfs::RootfsBuilder`].
 //!
-//! The pull pipeline is being built; this crate holds no functionality yet.
+//! - [`reference`]: image references (`docker://…`, `oci:…`);
+//! - [`source`]: registries (distribution v2 API) and OCI layouts;
+//! - [`pull`]: resolve, verify and unpack an image into a protected rootfs, layer by layer
+//!   ([`layer`] fetches and decompresses, [`unpack`] applies tar entries and whiteouts).
 
 #![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod layer;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod source;
+pub mod unpack;

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod image_cmd;
 mod rootfs_cmd;
 
 use std::path::PathBuf;
@@ -24,6 +25,11 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Container images: pull into a protected rootfs, inspect.
+    Image {
+        #[command(subcommand)]
+        command: image_cmd::ImageCommand,
     },
     /// Protected rootfs images.
     Rootfs {
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
         } => DataKey::generate()
             .and_then(|key| key.write_file(&output))
             .with_context(|| format!("cannot create key file {}", output.display())),
+        Command::Image { command } => image_cmd::run(command),
         Command::Rootfs { command } => rootfs_cmd::run(command),
     };
     match result {

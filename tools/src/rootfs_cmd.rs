@@ -66,6 +66,13 @@ pub enum RootfsCommand {
         /// Path inside the image.
         path: PathBuf,
     },
+    /// Prints the image config stored by `encc image pull` (verified and decrypted).
+    Config {
+        /// The image.
+        image: PathBuf,
+        #[command(flatten)]
+        key: KeyArg,
+    },
     /// Recreates the image's tree in a new or empty directory.
     Extract {
         /// The image.
@@ -186,6 +193,21 @@ pub fn run(command: RootfsCommand) -> Result<()> {
                 offset += n as u64;
             }
             Ok(out.flush()?)
+        }
+        RootfsCommand::Config { image, key } => {
+            let reader = open(&image, &key)?;
+            let config = reader
+                .attachment(encc_stage1::pull::attachment::CONFIG)?
+                .with_context(|| {
+                    format!(
+                        "image {} holds no image config (not made by `encc image pull`)",
+                        image.display()
+                    )
+                })?;
+            let value: serde_json::Value = serde_json::from_slice(&config)
+                .with_context(|| format!("image config in {} is not JSON", image.display()))?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(())
         }
         RootfsCommand::Extract { image, key, output } => {
             let reader = open(&image, &key)?;

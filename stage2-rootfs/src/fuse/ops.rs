@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -19,10 +19,10 @@ use fuser::{
     Request,
 };
 
+use super::attr::{file_attr, file_type, negative_entry};
 use super::error_chain;
-use crate::builder::Timestamp;
 use crate::format::{FileKind, BLOCK_SIZE, NAME_MAX};
-use crate::reader::{DirEntry, Inode, ReadError, RootfsReader};
+use crate::reader::{DirEntry, Inode, ReadError, RootfsReader, Xattr};
 
 /// How long the kernel may cache entries (also missing ones) and attributes: the image
 /// never changes.
@@ -42,9 +42,6 @@ const MAX_BACKGROUND: u16 = 64;
 
 /// Directory listings kept; the cache is emptied when it fills.
 const LISTINGS_MAX: usize = 256;
-
-/// An inode's extended attributes: (name, value) in name order.
-type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A directory listing: `.`, `..`, then the entries in name order.
 type Listing = Arc<Vec<DirEntry>>;
@@ -117,33 +114,13 @@ impl RootfsFs {
     }
 
     fn attr(&self, op: &str, inode: &Inode) -> Result<FileAttr, Errno> {
-        // FUSE carries a 32-bit device number in the kernel's encoding, which equals the
-        // low 32 bits of glibc's dev_t for every device number Linux can have.
-        let rdev = u32::try_from(inode.rdev).map_err(|_| {
+        file_attr(inode).ok_or_else(|| {
             log::error!(
                 "FUSE {op} of inode {}: device number {:#x} does not fit FUSE",
                 inode.ino,
                 inode.rdev
             );
             Errno::EOVERFLOW
-        })?;
-        let time = system_time(inode.mtime);
-        Ok(FileAttr {
-            ino: INodeNo(inode.ino),
-            size: inode.size,
-            blocks: inode.blocks.saturating_mul(BLOCK_SIZE as u64 / 512),
-            atime: time,
-            mtime: time,
-            ctime: time,
-            crtime: time,
-            kind: file_type(inode.kind),
-            perm: (inode.mode & 0o7777) as u16,
-            nlink: inode.nlink,
-            uid: inode.uid,
-            gid: inode.gid,
-            rdev,
-            blksize: BLOCK_SIZE as u32,
-            flags: 0,
         })
     }
 
@@ -178,7 +155,7 @@ impl RootfsFs {
         self.listings.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn xattrs(&self, op: &str, ino: INodeNo) -> Result<Xattrs, Errno> {
+    fn xattrs(&self, op: &str, ino: INodeNo) -> Result<Vec<Xattr>, Errno> {
         let inode = self.inode(op, ino)?;
         self.reader
             .xattrs(&inode)
@@ -224,7 +201,7 @@ impl Filesystem for RootfsFs {
                 Err(e) => reply.error(e),
             },
             // Node id 0 tells the kernel to cache the name as missing.
-            Ok(None) => reply.entry(&TTL, &negative_attr(), Generation(0)),
+            Ok(None) => reply.entry(&TTL, &negative_entry(), Generation(0)),
             Err(e) => reply.error(self.fail("lookup", parent.0, &e)),
         }
     }
@@ -255,6 +232,8 @@ impl Filesystem for RootfsFs {
             return reply.error(Errno::EROFS);
         }
         match self.inode_of("open", ino, FileKind::Regular, Errno::EINVAL) {
+            // Declined: the kernel opens this and every later file itself, keeping cached
+            // pages across opens, and sends no release.
             Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
             // The image never changes: keep cached pages across opens.
             Ok(_) => {
@@ -263,6 +242,18 @@ impl Filesystem for RootfsFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing to flush; ENOSYS (without fuser's warning) stops the kernel sending more.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -308,6 +299,7 @@ impl Filesystem for RootfsFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.inode_of("opendir", ino, FileKind::Directory, Errno::ENOTDIR) {
+            // Declined as in `open`; the kernel then also caches listings.
             Ok(_) if self.no_opendir => reply.error(Errno::ENOSYS),
             Ok(_) => {
                 self.open.fetch_add(1, Ordering::SeqCst);
@@ -450,48 +442,5 @@ fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
         Ok(len) if size == 0 => reply.size(len),
         Ok(len) if len <= size => reply.data(data),
         _ => reply.error(Errno::ERANGE),
-    }
-}
-
-fn file_type(kind: FileKind) -> FileType {
-    match kind {
-        FileKind::Directory => FileType::Directory,
-        FileKind::Regular => FileType::RegularFile,
-        FileKind::Symlink => FileType::Symlink,
-        FileKind::CharDevice => FileType::CharDevice,
-        FileKind::BlockDevice => FileType::BlockDevice,
-        FileKind::Fifo => FileType::NamedPipe,
-    }
-}
-
-fn system_time(t: Timestamp) -> SystemTime {
-    let secs = Duration::from_secs(t.sec.unsigned_abs());
-    let base = if t.sec >= 0 {
-        UNIX_EPOCH.checked_add(secs)
-    } else {
-        UNIX_EPOCH.checked_sub(secs)
-    };
-    base.and_then(|b| b.checked_add(Duration::from_nanos(u64::from(t.nsec))))
-        .unwrap_or(UNIX_EPOCH)
-}
-
-/// Attributes of a negative entry (node id 0); the kernel ignores them.
-fn negative_attr() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: BLOCK_SIZE as u32,
-        flags: 0,
     }
 }

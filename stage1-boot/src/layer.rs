@@ -1,0 +1,332 @@
+//! One layer's byte pipeline: fetch (resuming dropped connections with Range requests) →
+//! size and sha256 → decompression → diff_id hash. It runs on its own thread and feeds the
+//! unpacker through a bounded channel, so decompression and building use both cores while
+//! memory stays bounded.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::digest::{Digest, HashingReader};
+use crate::manifest::{Compression, Descriptor};
+use crate::source::{Source, SourceError};
+
+/// Chunks in flight between the decompressing thread and the unpacker.
+const CHANNEL_DEPTH: usize = 8;
+/// Bytes per chunk.
+const CHUNK: usize = 256 * 1024;
+/// Times a dropped blob download is resumed with a Range request.
+pub const MAX_RESUMES: u32 = 3;
+
+/// Observes download progress.
+pub trait Progress: Send + Sync {
+    /// Layer `index` (blob `digest`, `size` bytes) starts downloading.
+    fn layer_started(&self, index: usize, digest: &Digest, size: u64);
+    /// `n` more bytes of layer `index` arrived.
+    fn layer_bytes(&self, index: usize, n: u64);
+    /// Layer `index` is verified and applied.
+    fn layer_done(&self, index: usize);
+}
+
+/// What the fetching side found once the stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamDigests {
+    /// Digest of the blob as fetched.
+    pub blob: Digest,
+    /// Its length.
+    pub blob_size: u64,
+    /// Digest of the uncompressed tar stream.
+    pub diff_id: Digest,
+}
+
+/// Errors of the fetching side. Each names the blob.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The source refused or failed.
+    #[error("cannot fetch blob {digest}")]
+    Source {
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: SourceError,
+    },
+    /// The blob is larger than its descriptor says.
+    #[error("blob {digest} is larger than the {size} bytes its descriptor gives")]
+    TooLong {
+        /// The blob.
+        digest: Digest,
+        /// Size from the descriptor.
+        size: u64,
+    },
+    /// The connection kept failing.
+    #[error("download of blob {digest} failed at byte {offset} after {resumes} resumed attempts")]
+    Download {
+        /// The blob.
+        digest: Digest,
+        /// Bytes received.
+        offset: u64,
+        /// Resume attempts made.
+        resumes: u32,
+        /// The last error.
+        #[source]
+        source: io::Error,
+    },
+    /// Decompressing failed.
+    #[error("cannot decompress blob {digest}")]
+    Decompress {
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The unpacker stopped reading (it failed; its error is the one to report).
+    #[error("unpacking of blob {digest} stopped")]
+    Stopped {
+        /// The blob.
+        digest: Digest,
+    },
+}
+
+/// Starts fetching and decompressing `descriptor` on a new thread. Read the tar stream from
+/// the returned reader, then call [`LayerStream::finish`] for the digests.
+pub fn start(
+    source: Arc<dyn Source>,
+    descriptor: Descriptor,
+    compression: Compression,
+    index: usize,
+    progress: Option<Arc<dyn Progress>>,
+) -> LayerStream {
+    let digest = descriptor.digest;
+    let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+    let handle = std::thread::Builder::new()
+        .name(format!("layer-{index}"))
+        .spawn(move || produce(&*source, &descriptor, compression, index, progress, &tx));
+    LayerStream {
+        digest,
+        rx: Some(rx),
+        current: Vec::new(),
+        pos: 0,
+        handle,
+    }
+}
+
+/// The consuming end of a layer pipeline: `Read` over the uncompressed tar stream.
+pub struct LayerStream {
+    digest: Digest,
+    rx: Option<Receiver<io::Result<Vec<u8>>>>,
+    current: Vec<u8>,
+    pos: usize,
+    handle: io::Result<JoinHandle<Result<StreamDigests, FetchError>>>,
+}
+
+impl LayerStream {
+    /// Stops reading (if not at the end yet) and waits for the fetching thread.
+    pub fn finish(mut self) -> Result<StreamDigests, FetchError> {
+        // Dropping the receiver makes a producer blocked on `send` stop.
+        self.rx = None;
+        let digest = self.digest;
+        match self.handle {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err(FetchError::Decompress {
+                    digest,
+                    source: io::Error::other("the layer thread panicked"),
+                })
+            }),
+            Err(source) => Err(FetchError::Decompress { digest, source }),
+        }
+    }
+}
+
+impl Read for LayerStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            let Some(rx) = &self.rx else { return Ok(0) };
+            match rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the producer is done
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn produce(
+    source: &dyn Source,
+    descriptor: &Descriptor,
+    compression: Compression,
+    index: usize,
+    progress: Option<Arc<dyn Progress>>,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+) -> Result<StreamDigests, FetchError> {
+    let digest = descriptor.digest;
+    let mut blob = HashingReader::new(Resuming {
+        source,
+        descriptor,
+        inner: None,
+        offset: 0,
+        resumes: 0,
+        progress,
+        index,
+        failure: None,
+    });
+    let result = decompress_into(&mut blob, compression, tx).and_then(|diff_id| {
+        // Bytes after the compressed stream count for the blob digest too.
+        io::copy(&mut blob, &mut io::sink())?;
+        Ok(diff_id)
+    });
+    match result {
+        Ok(diff_id) => {
+            let (blob_digest, blob_size) = blob.finish();
+            Ok(StreamDigests {
+                blob: blob_digest,
+                blob_size,
+                diff_id,
+            })
+        }
+        Err(e) => {
+            // Tell the unpacker (if it still listens) that the stream is broken.
+            let _ = tx.send(Err(io::Error::new(e.kind(), format!("blob {digest}: {e}"))));
+            Err(match blob.get_mut().failure.take() {
+                Some(known) => known,
+                None if e.kind() == io::ErrorKind::BrokenPipe => FetchError::Stopped { digest },
+                None => FetchError::Decompress { digest, source: e },
+            })
+        }
+    }
+}
+
+/// Decompresses `blob` (type sniffed when the media type says plain tar) and sends the tar
+/// stream in chunks; returns its digest.
+fn decompress_into(
+    blob: &mut impl Read,
+    compression: Compression,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<Digest> {
+    let mut magic = [0u8; 4];
+    let n = read_full(blob, &mut magic)?;
+    let head = io::Cursor::new(magic[..n].to_vec()).chain(blob);
+    let detected = match compression {
+        Compression::None if magic[..n].starts_with(&[0x1f, 0x8b]) => Compression::Gzip,
+        Compression::None if magic[..n] == [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        other => other,
+    };
+    let decoded: Box<dyn Read + '_> = match detected {
+        Compression::None => Box::new(head),
+        Compression::Gzip => Box::new(MultiGzDecoder::new(head)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(head)?),
+    };
+    let mut tar = HashingReader::new(decoded);
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let n = read_full(&mut tar, &mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        if tx.send(Ok(chunk)).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the unpacker stopped reading",
+            ));
+        }
+    }
+    Ok(tar.finish().0)
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A blob download that reopens at its current offset (a Range request) when the connection
+/// fails, at most [`MAX_RESUMES`] times, and never yields more than the descriptor's size.
+struct Resuming<'a> {
+    source: &'a dyn Source,
+    descriptor: &'a Descriptor,
+    inner: Option<Box<dyn Read + Send>>,
+    offset: u64,
+    resumes: u32,
+    progress: Option<Arc<dyn Progress>>,
+    index: usize,
+    /// The precise error when this reader failed for a reason it knows.
+    failure: Option<FetchError>,
+}
+
+impl Resuming<'_> {
+    fn fail(&mut self, error: FetchError) -> io::Error {
+        let e = io::Error::other(error.to_string());
+        self.failure = Some(error);
+        e
+    }
+}
+
+impl Read for Resuming<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let digest = self.descriptor.digest;
+        loop {
+            let inner = match &mut self.inner {
+                Some(inner) => inner,
+                None => match self.source.blob(self.descriptor, self.offset) {
+                    Ok(r) => self.inner.insert(r),
+                    Err(source) => return Err(self.fail(FetchError::Source { digest, source })),
+                },
+            };
+            // One byte more than the descriptor allows shows an over-long blob.
+            let room = (self.descriptor.size - self.offset.min(self.descriptor.size)) as usize + 1;
+            let want = buf.len().min(room);
+            match inner.read(&mut buf[..want]) {
+                Ok(n) => {
+                    self.offset += n as u64;
+                    if self.offset > self.descriptor.size {
+                        let size = self.descriptor.size;
+                        return Err(self.fail(FetchError::TooLong { digest, size }));
+                    }
+                    if let Some(p) = &self.progress {
+                        p.layer_bytes(self.index, n as u64);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if self.resumes < MAX_RESUMES => {
+                    self.resumes += 1;
+                    log::warn!(
+                        "download of blob {digest} failed at byte {} ({e}); resuming ({}/{MAX_RESUMES})",
+                        self.offset,
+                        self.resumes
+                    );
+                    self.inner = None;
+                }
+                Err(source) => {
+                    let (offset, resumes) = (self.offset, self.resumes);
+                    return Err(self.fail(FetchError::Download {
+                        digest,
+                        offset,
+                        resumes,
+                        source,
+                    }));
+                }
+            }
+        }
+    }
+}

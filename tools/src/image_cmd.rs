@@ -1,0 +1,216 @@
+//! `encc image …` commands.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use encc_rootfs::DataKey;
+use encc_stage1::digest::Digest;
+use encc_stage1::layer::Progress;
+use encc_stage1::manifest::Platform;
+use encc_stage1::pull::{self, PullOptions};
+use encc_stage1::reference::ImageRef;
+use encc_stage1::source::{self, RegistryOptions};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Pulls an image into a protected rootfs image, verifying every digest.
+    Pull {
+        /// Image reference: docker://HOST/REPO[:TAG][@DIGEST] (docker:// optional) or oci:PATH[:TAG].
+        reference: String,
+        /// Protected rootfs image to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// File holding the data key for the new image.
+        #[arg(long = "key-file", value_name = "KEYFILE")]
+        key_file: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows an image's manifest and config without fetching layers (like skopeo inspect).
+    Inspect {
+        /// Image reference.
+        reference: String,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print the manifest as the source sent it.
+        #[arg(long)]
+        raw: bool,
+    },
+}
+
+/// How to reach the image.
+#[derive(Args)]
+pub struct SourceArgs {
+    /// Platform to pick from a multi-platform image: os/arch[/variant].
+    #[arg(long, value_parser = parse_platform)]
+    platform: Option<Platform>,
+    /// Require HTTPS with verified certificates (false: skip verification, allow plain HTTP).
+    #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// Auth file (containers auth.json or Docker config.json format).
+    #[arg(long)]
+    authfile: Option<PathBuf>,
+    /// Directory of extra CA certificates (*.crt).
+    #[arg(long = "cert-dir")]
+    cert_dir: Option<PathBuf>,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s).ok_or_else(|| format!("{s:?} is not os/arch[/variant]"))
+}
+
+impl SourceArgs {
+    fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
+            authfile: self.authfile.clone(),
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+pub fn run(command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Pull {
+            reference,
+            output,
+            key_file,
+            source,
+            json,
+        } => {
+            let image: ImageRef = reference.parse()?;
+            let key = DataKey::read_file(&key_file)?;
+            let options = PullOptions {
+                platform: source.platform.clone(),
+                registry: source.registry_options(),
+                progress: std::io::stderr()
+                    .is_terminal()
+                    .then(|| Arc::new(Bars::default()) as Arc<dyn Progress>),
+            };
+            let src: Arc<dyn source::Source> = Arc::from(source::open(&image, &options.registry)?);
+            let summary = pull::pull(src, &output, &key, &options, &|_| Ok(()))
+                .with_context(|| format!("pull of {image} into {} failed", output.display()))?;
+            if json {
+                let layers: Vec<_> = summary
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        json!({
+                            "digest": l.digest.to_string(),
+                            "diff_id": l.diff_id.to_string(),
+                            "size": l.size,
+                            "media_type": l.media_type,
+                            "entries": l.stats.entries,
+                            "whiteouts": l.stats.whiteouts,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "root_hash": summary.root_hash.to_string(),
+                        "manifest_digest": summary.manifest_digest.to_string(),
+                        "config_digest": summary.config_digest.to_string(),
+                        "layers": layers,
+                        "bytes": summary.bytes,
+                    })
+                );
+            } else {
+                println!("manifest_digest {}", summary.manifest_digest);
+                println!("config_digest {}", summary.config_digest);
+                println!("layers {}", summary.layers.len());
+                println!("root_hash {}", summary.root_hash);
+            }
+            Ok(())
+        }
+        ImageCommand::Inspect {
+            reference,
+            source,
+            raw,
+        } => {
+            let image: ImageRef = reference.parse()?;
+            let src = source::open(&image, &source.registry_options())?;
+            if raw {
+                let fetched = src.root_manifest()?;
+                println!("{}", String::from_utf8_lossy(&fetched.bytes));
+                return Ok(());
+            }
+            let resolved = pull::resolve(&*src, source.platform.as_ref())?;
+            let config: serde_json::Value = serde_json::from_slice(&resolved.config_bytes)?;
+            let run = &config["config"];
+            let out = json!({
+                "Name": image.to_string(),
+                "Digest": resolved.manifest_digest.to_string(),
+                "IndexDigest": resolved.index_digest.map(|d| d.to_string()),
+                "Created": config["created"],
+                "Architecture": config["architecture"],
+                "Os": config["os"],
+                "Labels": run["Labels"],
+                "Env": run["Env"],
+                "Entrypoint": run["Entrypoint"],
+                "Cmd": run["Cmd"],
+                "User": run["User"],
+                "WorkingDir": run["WorkingDir"],
+                "ExposedPorts": run["ExposedPorts"],
+                "Layers": resolved.manifest.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+                "LayersData": resolved.manifest.layers,
+                "Config": config,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
+
+/// Per-layer and total progress bars on a terminal.
+#[derive(Default)]
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<Vec<(usize, ProgressBar)>>,
+}
+
+impl Bars {
+    fn bar(&self, index: usize) -> Option<ProgressBar> {
+        let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        bars.iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b.clone())
+    }
+}
+
+impl Progress for Bars {
+    fn layer_started(&self, index: usize, digest: &Digest, size: u64) {
+        let bar = self.multi.add(ProgressBar::new(size));
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("layer {index} {}", &digest.hex()[..12]));
+        self.bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((index, bar));
+    }
+
+    fn layer_bytes(&self, index: usize, n: u64) {
+        if let Some(bar) = self.bar(index) {
+            bar.inc(n);
+        }
+    }
+
+    fn layer_done(&self, index: usize) {
+        if let Some(bar) = self.bar(index) {
+            bar.finish();
+        }
+    }
+}
