@@ -84,6 +84,17 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+    /// The blob's bytes do not have the digest its descriptor gives (found while the stream
+    /// was broken, e.g. a decompression error caused by the corruption).
+    #[error("blob {digest} is corrupt: its {size} bytes have digest {actual}")]
+    Corrupt {
+        /// The blob.
+        digest: Digest,
+        /// Digest of the bytes received.
+        actual: Digest,
+        /// Bytes received.
+        size: u64,
+    },
     /// The unpacker stopped reading (it failed; its error is the one to report).
     #[error("unpacking of blob {digest} stopped")]
     Stopped {
@@ -198,11 +209,25 @@ fn produce(
         Err(e) => {
             // Tell the unpacker (if it still listens) that the stream is broken.
             let _ = tx.send(Err(io::Error::new(e.kind(), format!("blob {digest}: {e}"))));
-            Err(match blob.get_mut().failure.take() {
-                Some(known) => known,
-                None if e.kind() == io::ErrorKind::BrokenPipe => FetchError::Stopped { digest },
-                None => FetchError::Decompress { digest, source: e },
-            })
+            if let Some(known) = blob.get_mut().failure.take() {
+                return Err(known);
+            }
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                return Err(FetchError::Stopped { digest });
+            }
+            // A decompression error is most often corruption: finish hashing the blob (the
+            // reader never yields more than the descriptor's size) to say so precisely.
+            if io::copy(&mut blob, &mut io::sink()).is_ok() {
+                let (actual, size) = blob.finish();
+                if actual != digest {
+                    return Err(FetchError::Corrupt {
+                        digest,
+                        actual,
+                        size,
+                    });
+                }
+            }
+            Err(FetchError::Decompress { digest, source: e })
         }
     }
 }

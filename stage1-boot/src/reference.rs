@@ -157,8 +157,8 @@ fn parse_docker(full: &str, s: &str) -> Result<DockerRef, ReferenceError> {
             "repository must be lowercase letters, digits and separators",
         ));
     }
-    if registry.is_empty() || registry.contains(['@', '/']) {
-        return Err(invalid(full, "bad registry host"));
+    if !valid_registry(&registry) {
+        return Err(invalid(full, "registry must be HOST or HOST:PORT"));
     }
     let tag = match (tag, &digest) {
         (Some(t), _) => Some(t.to_owned()),
@@ -171,6 +171,29 @@ fn parse_docker(full: &str, s: &str) -> Result<DockerRef, ReferenceError> {
         tag,
         digest,
     })
+}
+
+/// `host[:port]` with a DNS name, IPv4 address or bracketed IPv6 address.
+fn valid_registry(registry: &str) -> bool {
+    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, after)) => (v6, after.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match registry.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (registry, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (registry.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_ok()
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// Repository grammar of the distribution spec: components of `[a-z0-9]+` joined by `.`,

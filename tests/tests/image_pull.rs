@@ -1,0 +1,616 @@
+//! `encc image pull` against real peers: OCI layouts made by umoci, the docker-registry
+//! server, skopeo-pushed Docker schema 2 / zstd / multi-platform images, a token-auth and
+//! connection-resetting proxy. Results are compared with `umoci raw unpack` of the same
+//! image. The peers come from tests/fixtures/setup-peers.sh, which tests/run starts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::*;
+
+struct Peers {
+    fixtures: PathBuf,
+    registry: String,
+}
+
+fn peers() -> Option<Peers> {
+    match (
+        std::env::var("ENCC_TEST_FIXTURES"),
+        std::env::var("ENCC_TEST_REGISTRY"),
+    ) {
+        (Ok(f), Ok(r)) => Some(Peers {
+            fixtures: f.into(),
+            registry: r,
+        }),
+        _ => {
+            assert!(
+                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+                "ENCC_TEST_FIXTURES/ENCC_TEST_REGISTRY are not set (tests/run sets them)"
+            );
+            eprintln!("skipped: no test registry (run tests/run)");
+            None
+        }
+    }
+}
+
+struct Work {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+fn work() -> Work {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    encc_ok(args!["key", "gen", "-o", key]);
+    Work { dir, key }
+}
+
+impl Work {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Pulls and extracts; returns the extracted tree and the pull's JSON.
+    fn pull_extract(
+        &self,
+        reference: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> (PathBuf, serde_json::Value) {
+        let image = self.path(&format!("{name}.img"));
+        let mut a: Vec<&std::ffi::OsStr> = args![
+            "image",
+            "pull",
+            reference,
+            "-o",
+            image,
+            "--key-file",
+            self.key,
+            "--json"
+        ]
+        .to_vec();
+        a.extend(extra.iter().map(std::ffi::OsStr::new));
+        let json: serde_json::Value = serde_json::from_str(&encc_ok(&a)).unwrap();
+        let out = self.path(name);
+        encc_ok(args![
+            "rootfs",
+            "extract",
+            image,
+            "--key-file",
+            self.key,
+            "-o",
+            out
+        ]);
+        (out, json)
+    }
+
+    /// A pull that must fail; returns stderr and checks no file was left behind.
+    fn pull_fails(&self, reference: &str, extra: &[&str]) -> String {
+        let image = self.path("failed.img");
+        let mut a: Vec<&std::ffi::OsStr> = args![
+            "image",
+            "pull",
+            reference,
+            "-o",
+            image,
+            "--key-file",
+            self.key
+        ]
+        .to_vec();
+        a.extend(extra.iter().map(std::ffi::OsStr::new));
+        let out = encc(&a);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "pull of {reference} should fail: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("failed.img"))
+            .collect();
+        assert!(left.is_empty(), "a failed pull left {left:?}");
+        stderr
+    }
+}
+
+/// A snapshot without directory mtimes: umoci does not restore the mtime of a directory
+/// that a later layer changes without carrying its entry, encc keeps the last entry's.
+fn comparable(root: &Path) -> BTreeMap<String, EntryFacts> {
+    snapshot(root)
+        .into_iter()
+        .map(|(k, mut v)| {
+            if v.kind == "dir" {
+                v.mtime = (0, 0);
+            }
+            (k, v)
+        })
+        .collect()
+}
+
+fn umoci_unpack(layout: &Path, tag: &str, out: &Path) {
+    let status = Command::new("umoci")
+        .args(["raw", "unpack", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "umoci unpack {tag}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+#[test]
+fn layout_pulls_match_umoci_unpack() {
+    let Some(p) = peers() else { return };
+    if !is_root() {
+        return;
+    }
+    let w = work();
+    let layout = p.fixtures.join("layout");
+    for tag in ["busybox", "layered", "crafted"] {
+        let (ours, json) = w.pull_extract(&format!("oci:{}:{tag}", layout.display()), tag, &[]);
+        let theirs = w.path(&format!("umoci-{tag}"));
+        umoci_unpack(&layout, tag, &theirs);
+        assert_same_tree(&comparable(&theirs), &comparable(&ours));
+        assert!(json["root_hash"].as_str().unwrap().len() == 64);
+    }
+    // Whiteouts and opaque directories as the OCI spec says (checked explicitly too).
+    let crafted = w.path("crafted");
+    assert!(!crafted.join("whiteout-me").exists());
+    assert!(!crafted.join("opaque/lower-a").exists());
+    assert!(!crafted.join("opaque/sub/lower-c").exists());
+    assert_eq!(
+        std::fs::read(crafted.join("opaque/sub/new-c")).unwrap(),
+        b"upper c\n"
+    );
+    assert_eq!(
+        std::fs::read(crafted.join("opaque/new-in-layer2")).unwrap(),
+        b"upper\n"
+    );
+    assert!(
+        crafted.join("recreated").exists(),
+        "a whiteout never hides its own layer's entries"
+    );
+    assert!(crafted.join("to-dir/inside").exists());
+    assert!(crafted.join("to-file").is_file());
+    assert_eq!(
+        std::fs::read(crafted.join("etc/through-symlink")).unwrap(),
+        b"written through a symlinked parent\n"
+    );
+    assert_eq!(
+        xattr::get(crafted.join("pax-xattr"), "user.color")
+            .unwrap()
+            .unwrap(),
+        b"blue"
+    );
+    let names: Vec<String> = std::fs::read_dir(&crafted)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".wh.")),
+        "whiteouts leaked: {names:?}"
+    );
+}
+
+#[test]
+fn registry_pulls_oci_docker_v2s2_zstd_and_index() {
+    let Some(p) = peers() else { return };
+    if !is_root() {
+        return;
+    }
+    let w = work();
+    let layout = p.fixtures.join("layout");
+    let cases = [
+        (
+            "test/busybox:latest",
+            "busybox",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+        (
+            "test/layered:v2s2",
+            "layered",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ),
+        (
+            "test/crafted:zstd",
+            "crafted",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+        (
+            "test/multi:latest",
+            "busybox",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        ),
+    ];
+    for (i, (reference, tag, media_type)) in cases.iter().enumerate() {
+        let (ours, json) = w.pull_extract(
+            &format!("docker://{}/{reference}", p.registry),
+            &format!("reg{i}"),
+            &[],
+        );
+        let layers = json["layers"].as_array().unwrap();
+        assert!(
+            layers.iter().any(|l| l["media_type"] == *media_type),
+            "{reference}: {json}"
+        );
+        let (from_layout, _) = w.pull_extract(
+            &format!("oci:{}:{tag}", layout.display()),
+            &format!("lay{i}"),
+            &[],
+        );
+        assert_same_tree(&snapshot(&from_layout), &snapshot(&ours));
+    }
+    // The same image twice under the same key gives the same measurement.
+    let a = w
+        .pull_extract(&format!("{}/test/busybox", p.registry), "again1", &[])
+        .1;
+    let b = w
+        .pull_extract(&format!("{}/test/busybox", p.registry), "again2", &[])
+        .1;
+    assert_eq!(a["root_hash"], b["root_hash"]);
+}
+
+#[test]
+fn platform_selection_and_pinned_digests() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let multi = format!("docker://{}/test/multi:latest", p.registry);
+    let amd = w
+        .pull_extract(&multi, "amd", &["--platform", "linux/amd64"])
+        .1;
+    let arm = w
+        .pull_extract(&multi, "arm", &["--platform", "linux/arm64/v8"])
+        .1;
+    assert_ne!(amd["manifest_digest"], arm["manifest_digest"]);
+    assert_eq!(amd["layers"], arm["layers"]);
+    let err = w.pull_fails(&multi, &["--platform", "linux/s390x"]);
+    assert!(
+        err.contains("no image for platform linux/s390x") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
+
+    let digest = amd["manifest_digest"].as_str().unwrap();
+    let pinned = format!("docker://{}/test/busybox@{digest}", p.registry);
+    let by_digest = w.pull_extract(&pinned, "pinned", &[]).1;
+    assert_eq!(by_digest["manifest_digest"], amd["manifest_digest"]);
+    let wrong = format!("docker://{}/test/layered@{digest}", p.registry);
+    let err = w.pull_fails(&wrong, &[]);
+    assert!(
+        err.contains("not found") || err.contains("has digest"),
+        "{err}"
+    );
+}
+
+#[test]
+fn broken_images_fail_cleanly() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let layout = p.fixtures.join("layout");
+    let cases = [
+        ("bad-diffid", "[diff_id]"),
+        ("bad-size", "larger than the"),
+        (
+            "bad-mediatype",
+            "unsupported media type \"application/vnd.example.unknown.layer\"",
+        ),
+        ("bad-config", "config sha256:"),
+        ("no-such-tag", "tag \"no-such-tag\" not found"),
+    ];
+    for (tag, needle) in cases {
+        let err = w.pull_fails(&format!("oci:{}:{tag}", layout.display()), &[]);
+        assert!(err.contains(needle), "{tag}: {err}");
+        assert!(
+            err.contains(&format!("oci:{}:{tag}", layout.display())),
+            "error names the reference: {err}"
+        );
+    }
+    let err = w.pull_fails(
+        &format!("docker://{}/test/nothing-here:latest", p.registry),
+        &[],
+    );
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn corrupted_blob_in_registry_storage_is_refused() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let reference = format!("docker://{}/test/unique:latest", p.registry);
+    let json = w.pull_extract(&reference, "before", &[]).1;
+    let top = json["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hex = top.strip_prefix("sha256:").unwrap();
+    let data = p
+        .fixtures
+        .join("registry/storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let good = std::fs::read(&data).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x55;
+    std::fs::write(&data, &bad).unwrap();
+    let err = w.pull_fails(&reference, &[]);
+    std::fs::write(&data, &good).unwrap();
+    assert!(err.contains(&format!("blob {top} is corrupt")), "{err}");
+}
+
+/// tests/fixtures/proxy.py in front of the registry; killed on drop.
+struct Proxy {
+    child: Child,
+    addr: String,
+}
+
+impl Proxy {
+    fn start(registry: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--upstream", registry, "--port-file"])
+            .arg(&port_file)
+            .args(extra)
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                if !port.is_empty() {
+                    return Self {
+                        child,
+                        addr: format!("127.0.0.1:{port}"),
+                    };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("proxy did not start");
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = Command::new("python3")
+            .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://{}/_stats').read().decode())", self.addr)])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn dropped_connections_resume_with_range_requests() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let flaky = Proxy::start(&p.registry, &["--reset-after", "30000", "--resets", "2"]);
+    let (resumed, json) = w.pull_extract(
+        &format!("docker://{}/test/busybox:latest", flaky.addr),
+        "resumed",
+        &[],
+    );
+    let (direct, direct_json) = w.pull_extract(
+        &format!("docker://{}/test/busybox:latest", p.registry),
+        "direct",
+        &[],
+    );
+    assert_eq!(json["manifest_digest"], direct_json["manifest_digest"]);
+    assert_same_tree(&snapshot(&direct), &snapshot(&resumed));
+    let stats = flaky.stats();
+    assert_eq!(stats["resets"], 2, "{stats}");
+    assert!(stats["range_gets"].as_u64().unwrap() >= 1, "{stats}");
+
+    let broken = Proxy::start(&p.registry, &["--reset-after", "30000", "--resets", "-1"]);
+    let err = w.pull_fails(
+        &format!("docker://{}/test/busybox:latest", broken.addr),
+        &[],
+    );
+    assert!(err.contains("after 3 resumed attempts"), "{err}");
+}
+
+#[test]
+fn token_and_basic_auth_with_auth_files() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let token = Proxy::start(&p.registry, &["--token", "alice:s3cret"]);
+    let basic = Proxy::start(&p.registry, &["--basic", "bob:hunter2"]);
+    let auth = |host: &str, userpass: &str| {
+        let file = w.path(&format!("auth-{}.json", host.replace(':', "_")));
+        let b64 = base64_encode(userpass.as_bytes());
+        std::fs::write(
+            &file,
+            format!(r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#),
+        )
+        .unwrap();
+        file
+    };
+    for (proxy, good, name) in [
+        (&token, "alice:s3cret", "token"),
+        (&basic, "bob:hunter2", "basic"),
+    ] {
+        let reference = format!("docker://{}/test/busybox:latest", proxy.addr);
+        let file = auth(&proxy.addr, good);
+        w.pull_extract(
+            &reference,
+            &format!("{name}-ok"),
+            &["--authfile", file.to_str().unwrap()],
+        );
+        let wrong = auth(&proxy.addr, "mallory:guess");
+        let err = w.pull_fails(&reference, &["--authfile", wrong.to_str().unwrap()]);
+        assert!(
+            err.contains("authentication") || err.contains("401"),
+            "{name}: {err}"
+        );
+        assert!(
+            !err.contains("guess"),
+            "a password reached the error message: {err}"
+        );
+        let empty = w.path("empty-auth.json");
+        std::fs::write(&empty, "{}").unwrap();
+        let err = w.pull_fails(&reference, &["--authfile", empty.to_str().unwrap()]);
+        assert!(
+            err.contains("401") || err.contains("authentication"),
+            "{name}: {err}"
+        );
+    }
+    assert!(token.stats()["token_gets"].as_u64().unwrap() >= 1);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_layers_are_refused_or_contained() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let layout = p.fixtures.join("layout");
+    let refused = [
+        ("hostile-dotdot", "refused: a '..' path component"),
+        ("hostile-hardlink-escape", "refused: a '..' path component"),
+        ("hostile-whiteout-escape", "refused: a '..' path component"),
+        ("hostile-hardlink-missing", "the target does not exist"),
+        ("hostile-huge-size", "truncated tar stream"),
+    ];
+    for (tag, needle) in refused {
+        let err = w.pull_fails(&format!("oci:{}:{tag}", layout.display()), &[]);
+        assert!(err.contains(needle), "{tag}: {err}");
+    }
+    // Contained: absolute names and symlinked parents land inside the image.
+    let image = w.path("contained.img");
+    let reference = format!("oci:{}:hostile-symlink-escape", layout.display());
+    encc_ok(args![
+        "image",
+        "pull",
+        reference,
+        "-o",
+        image,
+        "--key-file",
+        w.key
+    ]);
+    let ls = encc_ok(args!["rootfs", "ls", image, "--key-file", w.key, "/tmp"]);
+    assert!(ls.contains(" escape-symlink"), "{ls}");
+    let ls = encc_ok(args!["rootfs", "ls", image, "--key-file", w.key, "/"]);
+    assert!(ls.contains(" escape-root"), "{ls}");
+    assert!(!Path::new("/tmp/escape-symlink").exists() && !Path::new("/escape-root").exists());
+    let image = w.path("abs.img");
+    let reference = format!("oci:{}:hostile-absolute", layout.display());
+    encc_ok(args![
+        "image",
+        "pull",
+        reference,
+        "-o",
+        image,
+        "--key-file",
+        w.key
+    ]);
+    let cat = encc_ok(args![
+        "rootfs",
+        "cat",
+        image,
+        "--key-file",
+        w.key,
+        "/abs-contained"
+    ]);
+    assert_eq!(cat, "absolute names stay inside\n");
+    // Device nodes are allowed, as entries of the image only.
+    let image = w.path("dev.img");
+    let reference = format!("oci:{}:hostile-device", layout.display());
+    encc_ok(args![
+        "image",
+        "pull",
+        reference,
+        "-o",
+        image,
+        "--key-file",
+        w.key
+    ]);
+    let ls = encc_ok(args![
+        "rootfs",
+        "ls",
+        image,
+        "--key-file",
+        w.key,
+        "/dev/sda"
+    ]);
+    assert!(ls.starts_with('b'), "{ls}");
+}
+
+#[test]
+fn inspect_and_stored_config() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let reference = format!("docker://{}/test/busybox:latest", p.registry);
+    let out = encc_ok(args!["image", "inspect", reference]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(v["User"], "user");
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 1);
+    let raw = encc_ok(args!["image", "inspect", reference, "--raw"]);
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["schemaVersion"], 2);
+
+    let image = w.path("cfg.img");
+    encc_ok(args![
+        "image",
+        "pull",
+        reference,
+        "-o",
+        image,
+        "--key-file",
+        w.key
+    ]);
+    let cfg: serde_json::Value = serde_json::from_str(&encc_ok(args![
+        "rootfs",
+        "config",
+        image,
+        "--key-file",
+        w.key
+    ]))
+    .unwrap();
+    assert_eq!(cfg["config"]["WorkingDir"], "/home/user");
+    assert_eq!(cfg["config"]["Env"][1], "IMAGE_VAR=from-image");
+    assert!(
+        !file_contains(&image, b"IMAGE_VAR"),
+        "the config is stored encrypted"
+    );
+    assert!(
+        !file_contains(&image, b"image-file-marker-5c1e"),
+        "file contents are stored encrypted"
+    );
+}
