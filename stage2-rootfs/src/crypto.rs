@@ -50,11 +50,10 @@ impl ImageCipher {
 
     /// Encrypts a block in place for `slot`, returning its tag. (AES-GCM-SIV only fails for
     /// buffers over 2^36 bytes; the error is still passed on rather than assumed away.)
-    pub fn seal_block(
-        &self,
-        slot: u64,
-        block: &mut [u8; BLOCK_SIZE],
-    ) -> Result<[u8; TAG_LEN], SealFailed> {
+    pub fn seal_block(&self, slot: u64, block: &mut [u8]) -> Result<[u8; TAG_LEN], SealFailed> {
+        if block.len() != BLOCK_SIZE {
+            return Err(SealFailed);
+        }
         let aad = self.block_aad(slot);
         self.aead
             .encrypt_in_place_detached(&self.block_nonce(slot), &aad, block)
@@ -62,13 +61,12 @@ impl ImageCipher {
             .map_err(|_| SealFailed)
     }
 
-    /// Decrypts a block in place after checking its tag.
-    pub fn open_block(
-        &self,
-        slot: u64,
-        block: &mut [u8; BLOCK_SIZE],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), AuthFailed> {
+    /// Decrypts a block in place after checking its tag. Fails (as an authentication
+    /// failure) unless `block` is [`BLOCK_SIZE`] and `tag` [`TAG_LEN`] bytes long.
+    pub fn open_block(&self, slot: u64, block: &mut [u8], tag: &[u8]) -> Result<(), AuthFailed> {
+        if block.len() != BLOCK_SIZE || tag.len() != TAG_LEN {
+            return Err(AuthFailed);
+        }
         let aad = self.block_aad(slot);
         self.aead
             .decrypt_in_place_detached(&self.block_nonce(slot), &aad, block, Tag::from_slice(tag))

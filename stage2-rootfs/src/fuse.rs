@@ -311,6 +311,10 @@ fn config() -> Config {
         // the option directly.
         MountOption::CUSTOM("subtype=encc-rootfs".into()),
         MountOption::DefaultPermissions,
+        // The image is authenticated and measured, so its setuid programs (su, ping, …)
+        // work as in any container rootfs; device nodes stay unusable (nodev, fuser's
+        // default): stage 2 provides /dev itself.
+        MountOption::Suid,
     ];
     // fuser 0.18 has no `AllowOther` mount option: the ACL adds `allow_other` and stops
     // fuser itself from refusing other users' requests.

@@ -314,7 +314,7 @@ impl RootfsBuilder {
             if !is_zero(&self.scratch[..]) {
                 let slot =
                     self.blocks
-                        .write(&mut self.scratch)
+                        .write(&self.scratch)
                         .map_err(|source| BuildError::Write {
                             path: self.dest.clone(),
                             source,
@@ -551,7 +551,7 @@ impl RootfsBuilder {
         for chunk in meta.bytes.chunks(BLOCK_SIZE) {
             block[..chunk.len()].copy_from_slice(chunk);
             block[chunk.len()..].fill(0);
-            blocks.write(&mut block).map_err(write_err)?;
+            blocks.write(&block).map_err(write_err)?;
         }
         let (mut file, cipher, tree) = blocks.finish().map_err(write_err)?;
         let slot_count = tree.leaf_count();

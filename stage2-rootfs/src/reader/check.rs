@@ -4,7 +4,7 @@
 use std::os::unix::fs::FileExt;
 
 use crate::crypto::leaf_hash;
-use crate::format::{SuperBody, BLOCK_SIZE, NODE_SIZE, SLOT_SIZE, TAG_LEN};
+use crate::format::{SuperBody, BLOCK_SIZE, NODE_SIZE, SLOT_SIZE};
 use crate::merkle::{node_at, parent};
 
 use super::slots::SlotStore;
@@ -28,6 +28,44 @@ pub struct VerifyReport {
 }
 
 pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyReport, ReadError> {
+    let slots = store.slot_count();
+    let shape = &store.shape;
+    // Slots are checked in parallel ranges (crypto bound); the first bad slot is reported.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4) as u64;
+    let per = slots.div_ceil(threads).max(1);
+    let results: Vec<Result<(), ReadError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (start, end) = ((t * per).min(slots), ((t + 1) * per).min(slots));
+                scope.spawn(move || check_slots(store, start, end))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ReadError::BadMetadata {
+                        image: store.path.clone(),
+                        reason: "a verification thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    check_tree(store)?;
+    Ok(VerifyReport {
+        root_hash: RootHash(store.root),
+        slots,
+        nodes: shape.total_nodes(),
+        bytes: sb.image_len,
+    })
+}
+
+/// Checks slots `start..end`: leaf hash against the stored level 0, then the AEAD tag.
+fn check_slots(store: &SlotStore, start: u64, end: u64) -> Result<(), ReadError> {
     let image = || store.path.clone();
     let io = |what: String| {
         move |source| ReadError::Io {
@@ -36,13 +74,11 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
             source,
         }
     };
-    let slots = store.slot_count();
-    let shape = &store.shape;
     let mut raw = vec![0u8; BATCH as usize * SLOT_SIZE];
     let mut stored = vec![0u8; BATCH as usize * NODE_SIZE];
-    let mut first = 0u64;
-    while first < slots {
-        let n = (slots - first).min(BATCH);
+    let mut first = start;
+    while first < end {
+        let n = (end - first).min(BATCH);
         let raw = &mut raw[..n as usize * SLOT_SIZE];
         store
             .file
@@ -53,7 +89,7 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
             .file
             .read_exact_at(stored, store.tree_offset + first * NODE_SIZE as u64)
             .map_err(io(format!("Merkle leaves {first}..{}", first + n)))?;
-        for (i, slot_bytes) in raw.chunks_exact(SLOT_SIZE).enumerate() {
+        for (i, slot_bytes) in raw.chunks_exact_mut(SLOT_SIZE).enumerate() {
             let slot = first + i as u64;
             if leaf_hash(slot_bytes) != node_at(stored, i) {
                 return Err(ReadError::Tampered {
@@ -61,13 +97,10 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
                     slot,
                 });
             }
-            let mut block = [0u8; BLOCK_SIZE];
-            block.copy_from_slice(&slot_bytes[..BLOCK_SIZE]);
-            let mut tag = [0u8; TAG_LEN];
-            tag.copy_from_slice(&slot_bytes[BLOCK_SIZE..]);
+            let (block, tag) = slot_bytes.split_at_mut(BLOCK_SIZE);
             store
                 .cipher
-                .open_block(slot, &mut block, &tag)
+                .open_block(slot, block, tag)
                 .map_err(|_| ReadError::Unauthentic {
                     image: image(),
                     slot,
@@ -75,8 +108,20 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
         }
         first += n;
     }
+    Ok(())
+}
 
-    // Each level must be exactly the parents of the level below.
+/// Each stored level must be exactly the parents of the level below, and the top the root.
+fn check_tree(store: &SlotStore) -> Result<(), ReadError> {
+    let image = || store.path.clone();
+    let io = |what: String| {
+        move |source| ReadError::Io {
+            image: store.path.clone(),
+            what,
+            source,
+        }
+    };
+    let shape = &store.shape;
     let mut below = vec![0u8; 2 * BATCH as usize * NODE_SIZE];
     let mut here = vec![0u8; BATCH as usize * NODE_SIZE];
     for level in 1..shape.levels() {
@@ -120,10 +165,5 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
             index: 0,
         });
     }
-    Ok(VerifyReport {
-        root_hash: RootHash(store.root),
-        slots,
-        nodes: shape.total_nodes(),
-        bytes: sb.image_len,
-    })
+    Ok(())
 }

@@ -493,7 +493,6 @@ impl RootfsReader {
         let len = (file.size - offset).min(buf.len() as u64) as usize;
         let extents = self.extents(file)?;
         let bs = BLOCK_SIZE as u64;
-        let mut chunk = vec![0u8; SLOTS_PER_READ * BLOCK_SIZE];
         let mut done = 0usize;
         while done < len {
             let pos = offset + done as u64;
@@ -511,7 +510,8 @@ impl RootfsReader {
                 None => (None, want_blocks),
             };
             let run = run.min(SLOTS_PER_READ as u64) as usize;
-            let span = &mut chunk[..run * BLOCK_SIZE];
+            let take = (run * BLOCK_SIZE - in_block).min(len - done);
+            let out = &mut buf[done..done + take];
             match slot {
                 Some(slot) => {
                     if slot
@@ -520,12 +520,16 @@ impl RootfsReader {
                     {
                         return Err(self.bad(format!("extent of inode {} outside data", file.ino)));
                     }
-                    self.store.read_slots(slot, run, span)?;
+                    self.store.read_slots_with(slot, run, |i, block| {
+                        // Block i holds bytes [i*B - in_block, (i+1)*B - in_block) of `out`.
+                        let src = if i == 0 { in_block } else { 0 };
+                        let dst = i * BLOCK_SIZE + src - in_block;
+                        let n = (BLOCK_SIZE - src).min(take.saturating_sub(dst));
+                        out[dst..dst + n].copy_from_slice(&block[src..src + n]);
+                    })?;
                 }
-                None => span.fill(0),
+                None => out.fill(0),
             }
-            let take = (span.len() - in_block).min(len - done);
-            buf[done..done + take].copy_from_slice(&span[in_block..in_block + take]);
             done += take;
         }
         Ok(len)

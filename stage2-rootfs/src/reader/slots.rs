@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::crypto::{leaf_hash, ImageCipher};
 use crate::format::slot_offset;
-use crate::format::{BLOCK_SIZE, NODE_SIZE, SLOT_SIZE, TAG_LEN};
+use crate::format::{BLOCK_SIZE, NODE_SIZE, SLOT_SIZE};
 use crate::merkle::{node_at, parent, TreeShape};
 
 use super::ReadError;
@@ -22,6 +22,11 @@ const META_CACHE_MAX: usize = 1024;
 pub(super) const SLOTS_PER_READ: usize = 64;
 
 type Block = [u8; BLOCK_SIZE];
+
+thread_local! {
+    /// Raw slot bytes of the current read, reused across reads of the same thread.
+    static RAW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Reads and verifies slots of one image.
 pub(super) struct SlotStore {
@@ -66,32 +71,39 @@ impl SlotStore {
         self.shape.len(0)
     }
 
-    /// Reads `count` slots from `first` into `out` (`count` blocks), verified and decrypted.
-    pub fn read_slots(&self, first: u64, count: usize, out: &mut [u8]) -> Result<(), ReadError> {
-        let mut raw = vec![0u8; count * SLOT_SIZE];
-        self.file
-            .read_exact_at(&mut raw, slot_offset(first))
-            .map_err(|source| self.io_err(first, source))?;
-        for (i, (slot_bytes, block_out)) in raw
-            .chunks_exact(SLOT_SIZE)
-            .zip(out.chunks_exact_mut(BLOCK_SIZE))
-            .enumerate()
-        {
-            let slot = first + i as u64;
-            self.verify_leaf(slot, &leaf_hash(slot_bytes))?;
-            let mut block = [0u8; BLOCK_SIZE];
-            block.copy_from_slice(&slot_bytes[..BLOCK_SIZE]);
-            let mut tag = [0u8; TAG_LEN];
-            tag.copy_from_slice(&slot_bytes[BLOCK_SIZE..]);
-            self.cipher
-                .open_block(slot, &mut block, &tag)
-                .map_err(|_| ReadError::Unauthentic {
-                    image: self.path.clone(),
-                    slot,
-                })?;
-            block_out.copy_from_slice(&block);
-        }
-        Ok(())
+    /// Reads `count` slots from `first`, verifies and decrypts each in place, and hands the
+    /// plaintext blocks to `each` (with their index in the run), in order. The raw buffer is
+    /// per thread and reused, so reads allocate nothing.
+    pub fn read_slots_with(
+        &self,
+        first: u64,
+        count: usize,
+        mut each: impl FnMut(usize, &[u8]),
+    ) -> Result<(), ReadError> {
+        RAW.with(|raw| {
+            let mut raw = raw.borrow_mut();
+            let need = count * SLOT_SIZE;
+            if raw.len() < need {
+                raw.resize(need, 0);
+            }
+            let raw = &mut raw[..need];
+            self.file
+                .read_exact_at(raw, slot_offset(first))
+                .map_err(|source| self.io_err(first, source))?;
+            for (i, slot_bytes) in raw.chunks_exact_mut(SLOT_SIZE).enumerate() {
+                let slot = first + i as u64;
+                self.verify_leaf(slot, &leaf_hash(slot_bytes))?;
+                let (block, tag) = slot_bytes.split_at_mut(BLOCK_SIZE);
+                self.cipher
+                    .open_block(slot, block, tag)
+                    .map_err(|_| ReadError::Unauthentic {
+                        image: self.path.clone(),
+                        slot,
+                    })?;
+                each(i, block);
+            }
+            Ok(())
+        })
     }
 
     /// One verified block, cached (used for metadata).
@@ -100,7 +112,7 @@ impl SlotStore {
             return Ok(Arc::clone(block));
         }
         let mut block = [0u8; BLOCK_SIZE];
-        self.read_slots(slot, 1, &mut block)?;
+        self.read_slots_with(slot, 1, |_, plain| block.copy_from_slice(plain))?;
         let block = Arc::new(block);
         let mut caches = self.lock();
         if caches.blocks.len() >= META_CACHE_MAX {
