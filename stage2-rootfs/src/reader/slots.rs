@@ -90,9 +90,10 @@ impl SlotStore {
             self.file
                 .read_exact_at(raw, slot_offset(first))
                 .map_err(|source| self.io_err(first, source))?;
+            let leaves: Vec<[u8; 32]> = raw.chunks_exact(SLOT_SIZE).map(leaf_hash).collect();
+            self.verify_run(first, &leaves)?;
             for (i, slot_bytes) in raw.chunks_exact_mut(SLOT_SIZE).enumerate() {
                 let slot = first + i as u64;
-                self.verify_leaf(slot, &leaf_hash(slot_bytes))?;
                 let (block, tag) = slot_bytes.split_at_mut(BLOCK_SIZE);
                 self.cipher
                     .open_block(slot, block, tag)
@@ -120,6 +121,89 @@ impl SlotStore {
         }
         caches.blocks.insert(slot, Arc::clone(&block));
         Ok(block)
+    }
+
+    /// Checks the leaves of consecutive slots `first..` against the root: parents are
+    /// computed level by level from the run (reading stored siblings only at its edges) until
+    /// every node of a level is already known to be good, or the root. On success every node
+    /// used becomes known-good; on failure the bad slot is found slot by slot.
+    fn verify_run(&self, first: u64, leaves: &[[u8; 32]]) -> Result<(), ReadError> {
+        let top = self.shape.levels() - 1;
+        let mut learned: Vec<((usize, u64), [u8; 32])> = Vec::new();
+        let mut nodes = leaves.to_vec();
+        let (mut level, mut start) = (0usize, first);
+        let ok = loop {
+            if nodes.is_empty() {
+                break true;
+            }
+            let (mut all_known, mut mismatch) = (true, false);
+            {
+                let caches = self.lock();
+                for (i, node) in nodes.iter().enumerate() {
+                    match caches.nodes.get(&(level, start + i as u64)) {
+                        Some(known) if known != node => mismatch = true,
+                        Some(_) => {}
+                        None => all_known = false,
+                    }
+                }
+            }
+            if mismatch {
+                break false;
+            }
+            if all_known {
+                break true;
+            }
+            if level == top {
+                break nodes.len() == 1 && nodes[0] == self.root;
+            }
+            let len = self.shape.len(level);
+            let end = start + nodes.len() as u64;
+            let node = |index: u64, learned: &mut Vec<_>| -> Result<[u8; 32], ReadError> {
+                if (start..end).contains(&index) {
+                    Ok(nodes[(index - start) as usize])
+                } else {
+                    let stored = self.stored_node(level, index)?;
+                    learned.push(((level, index), stored));
+                    Ok(stored)
+                }
+            };
+            let (parent_start, parent_end) = (start / 2, (end - 1) / 2 + 1);
+            let mut parents = Vec::with_capacity((parent_end - parent_start) as usize);
+            for p in parent_start..parent_end {
+                let left = node(2 * p, &mut learned)?;
+                let right = if 2 * p + 1 < len {
+                    Some(node(2 * p + 1, &mut learned)?)
+                } else {
+                    None
+                };
+                parents.push(parent(&left, right.as_ref()));
+            }
+            learned.extend(
+                nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| ((level, start + i as u64), *n)),
+            );
+            nodes = parents;
+            start = parent_start;
+            level += 1;
+        };
+        if !ok {
+            for (i, leaf) in leaves.iter().enumerate() {
+                self.verify_leaf(first + i as u64, leaf)?;
+            }
+            // Each leaf checks out alone but not together: the tree itself is inconsistent.
+            return Err(ReadError::Tampered {
+                image: self.path.clone(),
+                slot: first,
+            });
+        }
+        let mut caches = self.lock();
+        if caches.nodes.len() + learned.len() > NODE_CACHE_MAX {
+            caches.nodes.clear();
+        }
+        caches.nodes.extend(learned);
+        Ok(())
     }
 
     /// Checks `leaf` (the hash of slot `slot` as read) against the root, walking up until a

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmark of `encc image pull` against peers measured in the same run, over a loopback
+# docker-registry:
+#   encc     encc image pull docker://… -o IMG   (fetch, verify, decompress, encrypt, Merkle)
+#   peer     skopeo copy docker://… oci:DIR  +  umoci raw unpack
+#   floor    skopeo copy docker://… oci:DIR  +  gzip -dc LAYER | sha256sum  (per layer)
+# Images: "single" (one gzip layer from a ~1 GB copy of /usr parts) and "five" (the same
+# content in 5 layers). Peak RSS from /usr/bin/time. Needs root; installs nothing (run
+# tests/run once first). Results go to stdout as a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+here="$PWD"
+work=$(mktemp -d "${BENCH_WORK:-/var/tmp}/encc-pull-bench.XXXXXX")
+cleanup() { tests/fixtures/registry.sh stop "$work/registry" || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --locked -p encc-tools >&2
+encc="$here/target/release/encc"
+
+# --- images
+layout="$work/layout"
+umoci init --layout "$layout"
+umoci new --image "$layout:single"
+umoci unpack --image "$layout:single" "$work/b1" >&2
+parts=(/usr/bin /usr/include /usr/share /usr/libexec /usr/sbin)
+for p in "${parts[@]}"; do mkdir -p "$work/b1/rootfs$p"; cp -a "$p/." "$work/b1/rootfs$p/" 2>/dev/null || true; done
+umoci repack --image "$layout:single" "$work/b1" >&2
+rm -rf "$work/b1"
+umoci new --image "$layout:five"
+for p in "${parts[@]}"; do
+    umoci unpack --image "$layout:five" "$work/b5" >&2
+    mkdir -p "$work/b5/rootfs$p"; cp -a "$p/." "$work/b5/rootfs$p/" 2>/dev/null || true
+    umoci repack --image "$layout:five" "$work/b5" >&2
+    rm -rf "$work/b5"
+done
+port=$(tests/fixtures/registry.sh start "$work/registry")
+reg="127.0.0.1:$port"
+for t in single five; do
+    skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$t" "docker://$reg/bench/$t:latest" >&2
+done
+rm -rf "$layout"
+"$encc" key gen -o "$work/key"
+
+measure() { # name command... → "seconds peak_kib"
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/err" || { cat "$work/err" >&2; exit 1; }
+    cat "$work/time"
+}
+
+echo "| image | compressed | encc pull | skopeo copy + umoci unpack | floor: skopeo copy + gzip -dc \| sha256sum | encc / peer | encc / floor |"
+echo "|---|---|---|---|---|---|---|"
+for t in single five; do
+    ref="docker://$reg/bench/$t:latest"
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    read -r e_s e_kb < <(measure "$encc" image pull "$ref" -o "$work/img" --key-file "$work/key" --tls-verify=false)
+    rm -f "$work/img"
+
+    t0=$(date +%s.%N)
+    read -r c_s c_kb < <(measure skopeo copy --src-tls-verify=false "$ref" "oci:$work/oci:$t")
+    read -r u_s u_kb < <(measure umoci raw unpack --image "$work/oci:$t" "$work/unpacked")
+    t1=$(date +%s.%N)
+    peer_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    rm -rf "$work/unpacked"
+
+    manifest=$(python3 -c "import json,sys; i=json.load(open('$work/oci/index.json')); print(i['manifests'][0]['digest'].split(':')[1])")
+    layers=$(python3 -c "import json; m=json.load(open('$work/oci/blobs/sha256/$manifest')); print(' '.join(l['digest'].split(':')[1] for l in m['layers']))")
+    size=$(python3 -c "import json; m=json.load(open('$work/oci/blobs/sha256/$manifest')); print(sum(l['size'] for l in m['layers']))")
+    rm -rf "$work/oci"
+    t0=$(date +%s.%N)
+    skopeo copy --quiet --src-tls-verify=false "$ref" "oci:$work/oci:$t" >&2
+    for l in $layers; do gzip -dc "$work/oci/blobs/sha256/$l" | sha256sum > /dev/null; done
+    t1=$(date +%s.%N)
+    floor_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    rm -rf "$work/oci"
+    echo "| $t ($(echo $layers | wc -w) layers) | $((size / 1000000)) MB | ${e_s} s, peak RSS $((e_kb / 1024)) MiB | ${peer_s} s (skopeo ${c_s} s + umoci ${u_s} s, peak RSS $((u_kb / 1024)) MiB) | ${floor_s} s | $(awk -v a="$e_s" -v b="$peer_s" 'BEGIN { printf "%.2f", a / b }') | $(awk -v a="$e_s" -v b="$floor_s" 'BEGIN { printf "%.2f", a / b }') |"
+done
