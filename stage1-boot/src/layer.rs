@@ -3,7 +3,7 @@
 //! unpacker through a bounded channel, so decompression and building use both cores while
 //! memory stays bounded.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,6 +13,7 @@ use flate2::read::MultiGzDecoder;
 use crate::digest::{Digest, HashingReader};
 use crate::manifest::{Compression, Descriptor};
 use crate::source::{Source, SourceError};
+use crate::spool::{Spool, SpoolWriter};
 
 /// Chunks in flight between the decompressing thread and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
@@ -95,6 +96,15 @@ pub enum FetchError {
         /// Bytes received.
         size: u64,
     },
+    /// Spooling a prefetched blob failed, or its spool failed authentication.
+    #[error("spool of blob {digest} failed")]
+    Spool {
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The unpacker stopped reading (it failed; its error is the one to report).
     #[error("unpacking of blob {digest} stopped")]
     Stopped {
@@ -103,8 +113,8 @@ pub enum FetchError {
     },
 }
 
-/// Starts fetching and decompressing `descriptor` on a new thread. Read the tar stream from
-/// the returned reader, then call [`LayerStream::finish`] for the digests.
+/// Starts fetching and decompressing `descriptor` from the source on a new thread. Read the
+/// tar stream from the returned reader, then call [`LayerStream::finish`] for the digests.
 pub fn start(
     source: Arc<dyn Source>,
     descriptor: Descriptor,
@@ -112,11 +122,36 @@ pub fn start(
     index: usize,
     progress: Option<Arc<dyn Progress>>,
 ) -> LayerStream {
+    let input = Resuming::new(source, descriptor.clone(), index, progress);
+    spawn(Box::new(input), descriptor, compression, index)
+}
+
+/// Like [`start`], reading the blob from a spool that [`Prefetch`] filled.
+pub fn start_spooled(
+    spool: Spool,
+    descriptor: Descriptor,
+    compression: Compression,
+    index: usize,
+) -> LayerStream {
+    let input = Spooled {
+        reader: spool.reader(),
+        digest: descriptor.digest,
+        failure: None,
+    };
+    spawn(Box::new(input), descriptor, compression, index)
+}
+
+fn spawn(
+    input: Box<dyn BlobInput>,
+    descriptor: Descriptor,
+    compression: Compression,
+    index: usize,
+) -> LayerStream {
     let digest = descriptor.digest;
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     let handle = std::thread::Builder::new()
         .name(format!("layer-{index}"))
-        .spawn(move || produce(&*source, &descriptor, compression, index, progress, &tx));
+        .spawn(move || produce(input, &descriptor, compression, &tx));
     LayerStream {
         digest,
         rx: Some(rx),
@@ -124,6 +159,12 @@ pub fn start(
         pos: 0,
         handle,
     }
+}
+
+/// A blob byte stream that can name the precise cause when it fails.
+trait BlobInput: Read + Send {
+    /// The error behind the last failed read, if this stream knows it.
+    fn take_failure(&mut self) -> Option<FetchError>;
 }
 
 /// The consuming end of a layer pipeline: `Read` over the uncompressed tar stream.
@@ -174,24 +215,13 @@ impl Read for LayerStream {
 }
 
 fn produce(
-    source: &dyn Source,
+    input: Box<dyn BlobInput>,
     descriptor: &Descriptor,
     compression: Compression,
-    index: usize,
-    progress: Option<Arc<dyn Progress>>,
     tx: &SyncSender<io::Result<Vec<u8>>>,
 ) -> Result<StreamDigests, FetchError> {
     let digest = descriptor.digest;
-    let mut blob = HashingReader::new(Resuming {
-        source,
-        descriptor,
-        inner: None,
-        offset: 0,
-        resumes: 0,
-        progress,
-        index,
-        failure: None,
-    });
+    let mut blob = HashingReader::new(input);
     let result = decompress_into(&mut blob, compression, tx).and_then(|diff_id| {
         // Bytes after the compressed stream count for the blob digest too.
         io::copy(&mut blob, &mut io::sink())?;
@@ -209,7 +239,7 @@ fn produce(
         Err(e) => {
             // Tell the unpacker (if it still listens) that the stream is broken.
             let _ = tx.send(Err(io::Error::new(e.kind(), format!("blob {digest}: {e}"))));
-            if let Some(known) = blob.get_mut().failure.take() {
+            if let Some(known) = blob.get_mut().take_failure() {
                 return Err(known);
             }
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -286,9 +316,9 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A blob download that reopens at its current offset (a Range request) when the connection
 /// fails, at most [`MAX_RESUMES`] times, and never yields more than the descriptor's size.
-struct Resuming<'a> {
-    source: &'a dyn Source,
-    descriptor: &'a Descriptor,
+struct Resuming {
+    source: Arc<dyn Source>,
+    descriptor: Descriptor,
     inner: Option<Box<dyn Read + Send>>,
     offset: u64,
     resumes: u32,
@@ -298,7 +328,25 @@ struct Resuming<'a> {
     failure: Option<FetchError>,
 }
 
-impl Resuming<'_> {
+impl Resuming {
+    fn new(
+        source: Arc<dyn Source>,
+        descriptor: Descriptor,
+        index: usize,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Self {
+        Self {
+            source,
+            descriptor,
+            inner: None,
+            offset: 0,
+            resumes: 0,
+            progress,
+            index,
+            failure: None,
+        }
+    }
+
     fn fail(&mut self, error: FetchError) -> io::Error {
         let e = io::Error::other(error.to_string());
         self.failure = Some(error);
@@ -306,13 +354,19 @@ impl Resuming<'_> {
     }
 }
 
-impl Read for Resuming<'_> {
+impl BlobInput for Resuming {
+    fn take_failure(&mut self) -> Option<FetchError> {
+        self.failure.take()
+    }
+}
+
+impl Read for Resuming {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let digest = self.descriptor.digest;
         loop {
             let inner = match &mut self.inner {
                 Some(inner) => inner,
-                None => match self.source.blob(self.descriptor, self.offset) {
+                None => match self.source.blob(&self.descriptor, self.offset) {
                     Ok(r) => self.inner.insert(r),
                     Err(source) => return Err(self.fail(FetchError::Source { digest, source })),
                 },
@@ -354,4 +408,172 @@ impl Read for Resuming<'_> {
             }
         }
     }
+}
+
+/// A spooled blob read back; a chunk failing authentication is reported as such.
+struct Spooled {
+    reader: crate::spool::SpoolReader,
+    digest: Digest,
+    failure: Option<FetchError>,
+}
+
+impl Read for Spooled {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf).inspect_err(|e| {
+            self.failure = Some(FetchError::Spool {
+                digest: self.digest,
+                source: io::Error::new(e.kind(), e.to_string()),
+            });
+        })
+    }
+}
+
+impl BlobInput for Spooled {
+    fn take_failure(&mut self) -> Option<FetchError> {
+        self.failure.take()
+    }
+}
+
+/// Downloads of later layers while an earlier one is applied: at most `parallel` at a time,
+/// in layer order, each into an encrypted [`Spool`] in the image's directory. Dropping it
+/// cancels what is still running.
+pub struct Prefetch {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    jobs: Vec<(usize, Descriptor)>,
+    next: std::sync::atomic::AtomicUsize,
+    cancel: std::sync::atomic::AtomicBool,
+    done: std::sync::Mutex<Vec<Option<Result<Spool, FetchError>>>>,
+    ready: std::sync::Condvar,
+}
+
+impl Prefetch {
+    /// Starts downloading `jobs` (layer index, descriptor) into spools in `dir`.
+    pub fn start(
+        source: Arc<dyn Source>,
+        jobs: Vec<(usize, Descriptor)>,
+        dir: &std::path::Path,
+        parallel: usize,
+        progress: Option<Arc<dyn Progress>>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            done: std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect()),
+            jobs,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            cancel: std::sync::atomic::AtomicBool::new(false),
+            ready: std::sync::Condvar::new(),
+        });
+        let workers = (0..parallel.max(1).min(shared.jobs.len()))
+            .filter_map(|n| {
+                let (shared, source, dir, progress) = (
+                    Arc::clone(&shared),
+                    Arc::clone(&source),
+                    dir.to_owned(),
+                    progress.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("prefetch-{n}"))
+                    .spawn(move || prefetch_worker(&shared, &source, &dir, progress))
+                    .ok()
+            })
+            .collect();
+        Self { shared, workers }
+    }
+
+    /// Waits for layer `index`'s spool.
+    pub fn take(&self, index: usize) -> Result<Spool, FetchError> {
+        let Some(slot) = self.shared.jobs.iter().position(|(i, _)| *i == index) else {
+            return Err(FetchError::Stopped {
+                digest: Digest::of(b""),
+            });
+        };
+        let digest = self.shared.jobs[slot].1.digest;
+        let mut done = self.shared.done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(result) = done[slot].take() {
+                return result;
+            }
+            if self.workers.is_empty() || self.workers.iter().all(|w| w.is_finished()) {
+                return Err(FetchError::Stopped { digest });
+            }
+            done = self
+                .shared
+                .ready
+                .wait_timeout(done, std::time::Duration::from_millis(200))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.shared
+            .cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn prefetch_worker(
+    shared: &Shared,
+    source: &Arc<dyn Source>,
+    dir: &std::path::Path,
+    progress: Option<Arc<dyn Progress>>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let slot = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some((index, descriptor)) = shared.jobs.get(slot) else {
+            return;
+        };
+        if shared.cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let result = download(shared, source, descriptor, *index, dir, progress.clone());
+        let mut done = shared.done.lock().unwrap_or_else(|e| e.into_inner());
+        done[slot] = Some(result);
+        shared.ready.notify_all();
+    }
+}
+
+fn download(
+    shared: &Shared,
+    source: &Arc<dyn Source>,
+    descriptor: &Descriptor,
+    index: usize,
+    dir: &std::path::Path,
+    progress: Option<Arc<dyn Progress>>,
+) -> Result<Spool, FetchError> {
+    let digest = descriptor.digest;
+    let spool_err = |source| FetchError::Spool { digest, source };
+    let mut input = Resuming::new(Arc::clone(source), descriptor.clone(), index, progress);
+    let mut spool = SpoolWriter::create(dir).map_err(spool_err)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if shared.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FetchError::Stopped { digest });
+        }
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(input
+                    .take_failure()
+                    .unwrap_or(FetchError::Spool { digest, source: e }))
+            }
+        };
+        spool.write_all(&buf[..n]).map_err(spool_err)?;
+    }
+    log::debug!(
+        "layer {index} {digest}: {} bytes spooled (encrypted)",
+        spool.written()
+    );
+    spool.finish().map_err(spool_err)
 }

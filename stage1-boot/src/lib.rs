@@ -15,4 +15,5 @@ pub mod manifest;
 pub mod pull;
 pub mod reference;
 pub mod source;
+pub mod spool;
 pub mod unpack;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use encc_rootfs::{BuildError, BuildOptions, DataKey, RootHash, RootfsBuilder};
 
 use crate::digest::Digest;
-use crate::layer::{self, FetchError, Progress};
+use crate::layer::{self, FetchError, Prefetch, Progress};
 use crate::manifest::{
     Descriptor, DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform,
 };
@@ -325,9 +325,40 @@ pub fn pull(
         },
     )
     .map_err(build_err)?;
+    if let Some(p) = &options.progress {
+        for (index, d) in resolved.manifest.layers.iter().enumerate() {
+            p.layer_started(index, &d.digest, d.size);
+        }
+    }
+    // The first layer streams straight from the source; later ones download meanwhile into
+    // encrypted spools beside the image (never as plaintext), at most 3 at a time.
+    let later: Vec<_> = resolved
+        .manifest
+        .layers
+        .iter()
+        .cloned()
+        .enumerate()
+        .skip(1)
+        .collect();
+    let spool_dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let prefetch = Prefetch::start(
+        Arc::clone(&source),
+        later,
+        &spool_dir,
+        PREFETCH_PARALLEL,
+        options.progress.clone(),
+    );
     let mut layers = Vec::with_capacity(resolved.manifest.layers.len());
     for (index, descriptor) in resolved.manifest.layers.iter().enumerate() {
         let expected_diff = resolved.config.rootfs.diff_ids[index];
+        let input = if index == 0 {
+            LayerInput::Source
+        } else {
+            LayerInput::Spooled(&prefetch)
+        };
         let stats = apply(
             &source,
             &mut builder,
@@ -335,6 +366,7 @@ pub fn pull(
             index,
             expected_diff,
             options,
+            input,
         )?;
         log::info!(
             "layer {index} {} applied: {} entries, {} whiteouts",
@@ -367,6 +399,17 @@ pub fn pull(
     })
 }
 
+/// Downloads of later layers running at once.
+const PREFETCH_PARALLEL: usize = 3;
+
+/// Where a layer's blob comes from.
+enum LayerInput<'a> {
+    /// Straight from the source.
+    Source,
+    /// From the spool the prefetcher fills.
+    Spooled(&'a Prefetch),
+}
+
 /// Streams one layer into the builder inside a layer transaction.
 fn apply(
     source: &Arc<dyn Source>,
@@ -375,6 +418,7 @@ fn apply(
     index: usize,
     expected_diff: Digest,
     options: &PullOptions,
+    input: LayerInput<'_>,
 ) -> Result<LayerStats, PullError> {
     let reference = source.reference().to_string();
     let build_err = |source| PullError::Build {
@@ -394,17 +438,24 @@ fn apply(
             media_type: descriptor.media_type.clone(),
         });
     }
+    let mut stream = match input {
+        LayerInput::Source => layer::start(
+            Arc::clone(source),
+            descriptor.clone(),
+            layer_type.compression,
+            index,
+            options.progress.clone(),
+        ),
+        LayerInput::Spooled(prefetch) => {
+            let spool = prefetch.take(index).map_err(|source| PullError::Fetch {
+                reference: reference.clone(),
+                index,
+                source: Box::new(source),
+            })?;
+            layer::start_spooled(spool, descriptor.clone(), layer_type.compression, index)
+        }
+    };
     builder.begin_layer().map_err(build_err)?;
-    if let Some(p) = &options.progress {
-        p.layer_started(index, &descriptor.digest, descriptor.size);
-    }
-    let mut stream = layer::start(
-        Arc::clone(source),
-        descriptor.clone(),
-        layer_type.compression,
-        index,
-        options.progress.clone(),
-    );
     let unpacked = unpack::apply_layer(builder, &mut stream);
     let fetched = stream.finish();
     let outcome = match (fetched, unpacked) {
