@@ -614,3 +614,21 @@ fn inspect_and_stored_config() {
         "file contents are stored encrypted"
     );
 }
+
+#[test]
+fn https_registry_with_cert_dir_or_tls_verify_false() {
+    let Some(p) = peers() else { return };
+    let tls = std::env::var("ENCC_TEST_TLS_REGISTRY")
+        .expect("ENCC_TEST_TLS_REGISTRY (tests/run sets it)");
+    let certs = p.fixtures.join("certs");
+    let w = work();
+    let reference = format!("docker://{tls}/test/busybox:latest");
+    let (ours, _) = w.pull_extract(&reference, "tls", &["--cert-dir", certs.to_str().unwrap()]);
+    assert!(ours.join("bin/busybox").exists());
+    let err = w.pull_fails(&reference, &[]);
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    w.pull_extract(&reference, "tls-noverify", &["--tls-verify=false"]);
+}

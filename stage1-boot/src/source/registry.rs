@@ -131,12 +131,17 @@ impl RegistrySource {
             (false, true) => &["https", "http"],
             (false, false) => &["https"],
         };
+        // A scheme that is the wrong one shows as a transport error (a plain port failing
+        // the TLS handshake) or HTTP 400 (a TLS port answering plain HTTP): then the next
+        // scheme is tried. Any other answer (auth refused, …) is final.
         let mut last = None;
         for scheme in schemes {
             source.base = format!("{scheme}://{host}");
             match source.ping() {
                 Ok(()) => return Ok(source),
-                Err(e @ RegistryError::Http { .. }) => last = Some(e),
+                Err(
+                    e @ (RegistryError::Http { .. } | RegistryError::Status { status: 400, .. }),
+                ) => last = Some(e),
                 Err(e) => return Err(e.into()),
             }
         }
