@@ -304,6 +304,7 @@ fn broken_images_fail_cleanly() {
         ),
         ("bad-config", "config sha256:"),
         ("no-such-tag", "tag \"no-such-tag\" not found"),
+        ("huge-manifest", "is larger than 4194304 bytes"),
     ];
     for (tag, needle) in cases {
         let err = w.pull_fails(&format!("oci:{}:{tag}", layout.display()), &[]);

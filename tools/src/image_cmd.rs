@@ -92,9 +92,11 @@ pub fn run(command: ImageCommand) -> Result<()> {
             let options = PullOptions {
                 platform: source.platform.clone(),
                 registry: source.registry_options(),
-                progress: std::io::stderr()
-                    .is_terminal()
-                    .then(|| Arc::new(Bars::default()) as Arc<dyn Progress>),
+                progress: Some(if std::io::stderr().is_terminal() {
+                    Arc::new(Bars::default()) as Arc<dyn Progress>
+                } else {
+                    Arc::new(Lines::default())
+                }),
             };
             let src: Arc<dyn source::Source> = Arc::from(source::open(&image, &options.registry)?);
             let summary = pull::pull(src, &output, &key, &options, &|_| Ok(()))
@@ -171,7 +173,31 @@ pub fn run(command: ImageCommand) -> Result<()> {
     }
 }
 
-/// Per-layer and total progress bars on a terminal.
+/// One stderr line per layer when stderr is not a terminal.
+#[derive(Default)]
+struct Lines {
+    layers: Mutex<Vec<(usize, Digest, u64)>>,
+}
+
+impl Progress for Lines {
+    fn layer_started(&self, index: usize, digest: &Digest, size: u64) {
+        self.layers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((index, *digest, size));
+    }
+
+    fn layer_bytes(&self, _index: usize, _n: u64) {}
+
+    fn layer_done(&self, index: usize) {
+        let layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, digest, size)) = layers.iter().find(|(i, _, _)| *i == index) {
+            eprintln!("layer {index} {digest}: {size} bytes verified and applied");
+        }
+    }
+}
+
+/// Per-layer progress bars on a terminal.
 #[derive(Default)]
 struct Bars {
     multi: MultiProgress,

@@ -67,13 +67,7 @@ pub(super) fn verify_all(store: &SlotStore, sb: &SuperBody) -> Result<VerifyRepo
 /// Checks slots `start..end`: leaf hash against the stored level 0, then the AEAD tag.
 fn check_slots(store: &SlotStore, start: u64, end: u64) -> Result<(), ReadError> {
     let image = || store.path.clone();
-    let io = |what: String| {
-        move |source| ReadError::Io {
-            image: store.path.clone(),
-            what,
-            source,
-        }
-    };
+    let io = |what: String| io_error(store, what);
     let mut raw = vec![0u8; BATCH as usize * SLOT_SIZE];
     let mut stored = vec![0u8; BATCH as usize * NODE_SIZE];
     let mut first = start;
@@ -114,13 +108,7 @@ fn check_slots(store: &SlotStore, start: u64, end: u64) -> Result<(), ReadError>
 /// Each stored level must be exactly the parents of the level below, and the top the root.
 fn check_tree(store: &SlotStore) -> Result<(), ReadError> {
     let image = || store.path.clone();
-    let io = |what: String| {
-        move |source| ReadError::Io {
-            image: store.path.clone(),
-            what,
-            source,
-        }
-    };
+    let io = |what: String| io_error(store, what);
     let shape = &store.shape;
     let mut below = vec![0u8; 2 * BATCH as usize * NODE_SIZE];
     let mut here = vec![0u8; BATCH as usize * NODE_SIZE];
@@ -166,4 +154,13 @@ fn check_tree(store: &SlotStore) -> Result<(), ReadError> {
         });
     }
     Ok(())
+}
+
+/// An I/O error reading `what` of the image.
+fn io_error(store: &SlotStore, what: String) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
+    move |source| ReadError::Io {
+        image: store.path.clone(),
+        what,
+        source,
+    }
 }
