@@ -3,7 +3,7 @@
 //! unpacker through a bounded channel, so decompression and building use both cores while
 //! memory stays bounded.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,12 +13,12 @@ use flate2::read::MultiGzDecoder;
 use crate::digest::{Digest, HashingReader};
 use crate::manifest::{Compression, Descriptor};
 use crate::source::{Source, SourceError};
-use crate::spool::{Spool, SpoolWriter};
+use crate::spool::Spool;
 
 /// Chunks in flight between the decompressing thread and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
 /// Bytes per chunk.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 /// Times a dropped blob download is resumed with a Range request.
 pub const MAX_RESUMES: u32 = 3;
 
@@ -162,7 +162,7 @@ fn spawn(
 }
 
 /// A blob byte stream that can name the precise cause when it fails.
-trait BlobInput: Read + Send {
+pub(crate) trait BlobInput: Read + Send {
     /// The error behind the last failed read, if this stream knows it.
     fn take_failure(&mut self) -> Option<FetchError>;
 }
@@ -316,7 +316,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// A blob download that reopens at its current offset (a Range request) when the connection
 /// fails, at most [`MAX_RESUMES`] times, and never yields more than the descriptor's size.
-struct Resuming {
+pub(crate) struct Resuming {
     source: Arc<dyn Source>,
     descriptor: Descriptor,
     inner: Option<Box<dyn Read + Send>>,
@@ -329,7 +329,7 @@ struct Resuming {
 }
 
 impl Resuming {
-    fn new(
+    pub(crate) fn new(
         source: Arc<dyn Source>,
         descriptor: Descriptor,
         index: usize,
@@ -432,148 +432,4 @@ impl BlobInput for Spooled {
     fn take_failure(&mut self) -> Option<FetchError> {
         self.failure.take()
     }
-}
-
-/// Downloads of later layers while an earlier one is applied: at most `parallel` at a time,
-/// in layer order, each into an encrypted [`Spool`] in the image's directory. Dropping it
-/// cancels what is still running.
-pub struct Prefetch {
-    shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-struct Shared {
-    jobs: Vec<(usize, Descriptor)>,
-    next: std::sync::atomic::AtomicUsize,
-    cancel: std::sync::atomic::AtomicBool,
-    done: std::sync::Mutex<Vec<Option<Result<Spool, FetchError>>>>,
-    ready: std::sync::Condvar,
-}
-
-impl Prefetch {
-    /// Starts downloading `jobs` (layer index, descriptor) into spools in `dir`.
-    pub fn start(
-        source: Arc<dyn Source>,
-        jobs: Vec<(usize, Descriptor)>,
-        dir: &std::path::Path,
-        parallel: usize,
-        progress: Option<Arc<dyn Progress>>,
-    ) -> Self {
-        let shared = Arc::new(Shared {
-            done: std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect()),
-            jobs,
-            next: std::sync::atomic::AtomicUsize::new(0),
-            cancel: std::sync::atomic::AtomicBool::new(false),
-            ready: std::sync::Condvar::new(),
-        });
-        let workers = (0..parallel.max(1).min(shared.jobs.len()))
-            .filter_map(|n| {
-                let (shared, source, dir, progress) = (
-                    Arc::clone(&shared),
-                    Arc::clone(&source),
-                    dir.to_owned(),
-                    progress.clone(),
-                );
-                std::thread::Builder::new()
-                    .name(format!("prefetch-{n}"))
-                    .spawn(move || prefetch_worker(&shared, &source, &dir, progress))
-                    .ok()
-            })
-            .collect();
-        Self { shared, workers }
-    }
-
-    /// Waits for layer `index`'s spool.
-    pub fn take(&self, index: usize) -> Result<Spool, FetchError> {
-        let Some(slot) = self.shared.jobs.iter().position(|(i, _)| *i == index) else {
-            return Err(FetchError::Stopped {
-                digest: Digest::of(b""),
-            });
-        };
-        let digest = self.shared.jobs[slot].1.digest;
-        let mut done = self.shared.done.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(result) = done[slot].take() {
-                return result;
-            }
-            if self.workers.is_empty() || self.workers.iter().all(|w| w.is_finished()) {
-                return Err(FetchError::Stopped { digest });
-            }
-            done = self
-                .shared
-                .ready
-                .wait_timeout(done, std::time::Duration::from_millis(200))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.shared
-            .cancel
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
-}
-
-fn prefetch_worker(
-    shared: &Shared,
-    source: &Arc<dyn Source>,
-    dir: &std::path::Path,
-    progress: Option<Arc<dyn Progress>>,
-) {
-    use std::sync::atomic::Ordering;
-    loop {
-        let slot = shared.next.fetch_add(1, Ordering::Relaxed);
-        let Some((index, descriptor)) = shared.jobs.get(slot) else {
-            return;
-        };
-        if shared.cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        let result = download(shared, source, descriptor, *index, dir, progress.clone());
-        let mut done = shared.done.lock().unwrap_or_else(|e| e.into_inner());
-        done[slot] = Some(result);
-        shared.ready.notify_all();
-    }
-}
-
-fn download(
-    shared: &Shared,
-    source: &Arc<dyn Source>,
-    descriptor: &Descriptor,
-    index: usize,
-    dir: &std::path::Path,
-    progress: Option<Arc<dyn Progress>>,
-) -> Result<Spool, FetchError> {
-    let digest = descriptor.digest;
-    let spool_err = |source| FetchError::Spool { digest, source };
-    let mut input = Resuming::new(Arc::clone(source), descriptor.clone(), index, progress);
-    let mut spool = SpoolWriter::create(dir).map_err(spool_err)?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if shared.cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(FetchError::Stopped { digest });
-        }
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(input
-                    .take_failure()
-                    .unwrap_or(FetchError::Spool { digest, source: e }))
-            }
-        };
-        spool.write_all(&buf[..n]).map_err(spool_err)?;
-    }
-    log::debug!(
-        "layer {index} {digest}: {} bytes spooled (encrypted)",
-        spool.written()
-    );
-    spool.finish().map_err(spool_err)
 }

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use encc_rootfs::{BuildError, BuildOptions, DataKey, RootHash, RootfsBuilder};
 
 use crate::digest::Digest;
-use crate::layer::{self, FetchError, Prefetch, Progress};
+use crate::layer::{self, FetchError, Progress};
 use crate::manifest::{
     Descriptor, DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform,
 };
+use crate::prefetch::Prefetch;
 use crate::source::{read_document, RegistryOptions, Source, SourceError};
 use crate::unpack::{self, LayerStats, UnpackError};
 
