@@ -12,6 +12,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::digest::{Digest, HashingReader};
 use crate::manifest::{Compression, Descriptor};
+use crate::ocicrypt::blockcipher::{DecryptingReader, LayerKey};
 use crate::source::{Source, SourceError};
 use crate::spool::Spool;
 
@@ -41,6 +42,8 @@ pub struct StreamDigests {
     pub blob_size: u64,
     /// Digest of the uncompressed tar stream.
     pub diff_id: Digest,
+    /// Digest of the decrypted blob, for an encrypted layer.
+    pub decrypted: Option<Digest>,
 }
 
 /// Errors of the fetching side. Each names the blob.
@@ -105,6 +108,12 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+    /// The layer's HMAC does not match its ciphertext: it was altered or cut.
+    #[error("encrypted blob {digest} failed its HMAC check (altered or truncated)")]
+    Hmac {
+        /// The blob.
+        digest: Digest,
+    },
     /// The unpacker stopped reading (it failed; its error is the one to report).
     #[error("unpacking of blob {digest} stopped")]
     Stopped {
@@ -121,9 +130,10 @@ pub fn start(
     compression: Compression,
     index: usize,
     progress: Option<Arc<dyn Progress>>,
+    key: Option<LayerKey>,
 ) -> LayerStream {
     let input = Resuming::new(source, descriptor.clone(), index, progress);
-    spawn(Box::new(input), descriptor, compression, index)
+    spawn(Box::new(input), descriptor, compression, index, key)
 }
 
 /// Like [`start`], reading the blob from a spool that [`Prefetch`] filled.
@@ -132,13 +142,14 @@ pub fn start_spooled(
     descriptor: Descriptor,
     compression: Compression,
     index: usize,
+    key: Option<LayerKey>,
 ) -> LayerStream {
     let input = Spooled {
         reader: spool.reader(),
         digest: descriptor.digest,
         failure: None,
     };
-    spawn(Box::new(input), descriptor, compression, index)
+    spawn(Box::new(input), descriptor, compression, index, key)
 }
 
 fn spawn(
@@ -146,12 +157,13 @@ fn spawn(
     descriptor: Descriptor,
     compression: Compression,
     index: usize,
+    key: Option<LayerKey>,
 ) -> LayerStream {
     let digest = descriptor.digest;
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     let handle = std::thread::Builder::new()
         .name(format!("layer-{index}"))
-        .spawn(move || produce(input, &descriptor, compression, &tx));
+        .spawn(move || produce(input, &descriptor, compression, key.as_ref(), &tx));
     LayerStream {
         digest,
         rx: Some(rx),
@@ -218,22 +230,36 @@ fn produce(
     input: Box<dyn BlobInput>,
     descriptor: &Descriptor,
     compression: Compression,
+    key: Option<&LayerKey>,
     tx: &SyncSender<io::Result<Vec<u8>>>,
 ) -> Result<StreamDigests, FetchError> {
     let digest = descriptor.digest;
     let mut blob = HashingReader::new(input);
-    let result = decompress_into(&mut blob, compression, tx).and_then(|diff_id| {
+    let result = match key {
+        None => decompress_into(&mut blob, compression, tx).map(|diff_id| (diff_id, None)),
+        Some(key) => {
+            // Decrypt between fetch and decompression; reading the plaintext to its end
+            // checks the HMAC over the whole ciphertext.
+            let mut plain = HashingReader::new(DecryptingReader::new(&mut blob, key));
+            decompress_into(&mut plain, compression, tx).and_then(|diff_id| {
+                io::copy(&mut plain, &mut io::sink())?;
+                Ok((diff_id, Some(plain.finish().0)))
+            })
+        }
+    }
+    .and_then(|digests| {
         // Bytes after the compressed stream count for the blob digest too.
         io::copy(&mut blob, &mut io::sink())?;
-        Ok(diff_id)
+        Ok(digests)
     });
     match result {
-        Ok(diff_id) => {
+        Ok((diff_id, decrypted)) => {
             let (blob_digest, blob_size) = blob.finish();
             Ok(StreamDigests {
                 blob: blob_digest,
                 blob_size,
                 diff_id,
+                decrypted,
             })
         }
         Err(e) => {
@@ -244,6 +270,9 @@ fn produce(
             }
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return Err(FetchError::Stopped { digest });
+            }
+            if crate::ocicrypt::blockcipher::is_hmac_mismatch(&e) {
+                return Err(FetchError::Hmac { digest });
             }
             // A decompression error is most often corruption: finish hashing the blob (the
             // reader never yields more than the descriptor's size) to say so precisely.

@@ -13,6 +13,8 @@ use crate::layer::{self, FetchError, Progress};
 use crate::manifest::{
     Descriptor, DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform,
 };
+use crate::ocicrypt::blockcipher::{layer_key, LayerKeyError};
+use crate::ocicrypt::keys::PrivateKey;
 use crate::prefetch::Prefetch;
 use crate::source::{read_document, RegistryOptions, Source, SourceError};
 use crate::unpack::{self, LayerStats, UnpackError};
@@ -38,6 +40,8 @@ pub struct PullOptions {
     pub registry: RegistryOptions,
     /// Download progress observer.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Private keys for ocicrypt-encrypted layers (like skopeo's `--decryption-key`).
+    pub decryption_keys: Arc<Vec<PrivateKey>>,
 }
 
 /// A manifest resolved for one platform, with its verified config.
@@ -152,6 +156,17 @@ pub enum PullError {
         digest: Digest,
         /// Its media type.
         media_type: String,
+    },
+    /// The layer's key could not be obtained (no key opens it, malformed annotations).
+    #[error("cannot decrypt layer {digest} of {reference}")]
+    LayerKey {
+        /// The reference.
+        reference: String,
+        /// The layer.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: Box<LayerKeyError>,
     },
     /// Fetching or decompressing a layer failed.
     #[error("layer {index} of {reference}")]
@@ -432,13 +447,27 @@ fn apply(
             what: format!("layer {}", descriptor.digest),
             media_type: descriptor.media_type.clone(),
         })?;
-    if layer_type.encrypted {
-        return Err(PullError::Encrypted {
-            reference,
-            digest: descriptor.digest,
-            media_type: descriptor.media_type.clone(),
-        });
-    }
+    let key = if layer_type.encrypted {
+        if options.decryption_keys.is_empty() {
+            return Err(PullError::Encrypted {
+                reference,
+                digest: descriptor.digest,
+                media_type: descriptor.media_type.clone(),
+            });
+        }
+        let key =
+            layer_key(&descriptor.annotations, &options.decryption_keys).map_err(|source| {
+                PullError::LayerKey {
+                    reference: reference.clone(),
+                    digest: descriptor.digest,
+                    source: Box::new(source),
+                }
+            })?;
+        Some(key)
+    } else {
+        None
+    };
+    let expected_plain = key.as_ref().map(|k| k.plain_digest);
     let mut stream = match input {
         LayerInput::Source => layer::start(
             Arc::clone(source),
@@ -446,6 +475,7 @@ fn apply(
             layer_type.compression,
             index,
             options.progress.clone(),
+            key,
         ),
         LayerInput::Spooled(prefetch) => {
             let spool = prefetch.take(index).map_err(|source| PullError::Fetch {
@@ -453,7 +483,13 @@ fn apply(
                 index,
                 source: Box::new(source),
             })?;
-            layer::start_spooled(spool, descriptor.clone(), layer_type.compression, index)
+            layer::start_spooled(
+                spool,
+                descriptor.clone(),
+                layer_type.compression,
+                index,
+                key,
+            )
         }
     };
     builder.begin_layer().map_err(build_err)?;
@@ -487,6 +523,15 @@ fn apply(
                     expected_size: format!(" ({} bytes)", descriptor.size),
                     actual: digests.blob,
                     actual_size: digests.blob_size,
+                })))
+            } else if digests.decrypted != expected_plain {
+                Err(PullError::DigestMismatch(Box::new(DigestMismatch {
+                    reference: reference.clone(),
+                    what: format!("decrypted layer {index} ({})", descriptor.digest),
+                    expected: expected_plain.unwrap_or(descriptor.digest),
+                    expected_size: String::new(),
+                    actual: digests.decrypted.unwrap_or(digests.blob),
+                    actual_size: 0,
                 })))
             } else if digests.diff_id != expected_diff {
                 Err(PullError::DigestMismatch(Box::new(DigestMismatch {

@@ -633,3 +633,80 @@ fn https_registry_with_cert_dir_or_tls_verify_false() {
     );
     w.pull_extract(&reference, "tls-noverify", &["--tls-verify=false"]);
 }
+
+#[test]
+fn encrypted_layers_decrypt_with_the_right_key_only() {
+    let Some(p) = peers() else { return };
+    if !is_root() {
+        return;
+    }
+    let w = work();
+    let layout = p.fixtures.join("layout");
+    let keys = p.fixtures.join("keys");
+    let key = |name: &str| keys.join(name).to_str().unwrap().to_owned();
+    let (plain, _) = w.pull_extract(&format!("oci:{}:layered", layout.display()), "plain", &[]);
+    let cases = [
+        ("enc-rsa", "rsa.pem"),
+        ("enc-ec", "ec.pem"),
+        ("enc-both", "rsa.pem"),
+        ("enc-both", "ec.pem"),
+    ];
+    for (i, (tag, k)) in cases.iter().enumerate() {
+        let reference = format!("oci:{}:{tag}", layout.display());
+        let (tree, json) = w.pull_extract(
+            &reference,
+            &format!("dec{i}"),
+            &["--decryption-key", &key(k)],
+        );
+        assert_same_tree(&snapshot(&plain), &snapshot(&tree));
+        let layers = json["layers"].as_array().unwrap();
+        assert!(
+            layers
+                .iter()
+                .all(|l| l["media_type"].as_str().unwrap().ends_with("+encrypted")),
+            "{json}"
+        );
+    }
+    // Several keys: the first that opens a recipient wins.
+    let reference = format!("oci:{}:enc-ec", layout.display());
+    w.pull_extract(
+        &reference,
+        "multi-key",
+        &[
+            "--decryption-key",
+            &key("other.pem"),
+            "--decryption-key",
+            &key("ec.pem"),
+        ],
+    );
+
+    let enc = |tag: &str| format!("oci:{}:{tag}", layout.display());
+    let err = w.pull_fails(&enc("enc-rsa"), &[]);
+    assert!(
+        err.contains("is encrypted") && err.contains("no decryption key"),
+        "{err}"
+    );
+    let err = w.pull_fails(&enc("enc-rsa"), &["--decryption-key", &key("other.pem")]);
+    assert!(
+        err.contains("cannot decrypt layer") && err.contains("none of the 1 decryption keys"),
+        "{err}"
+    );
+    let err = w.pull_fails(&enc("enc-badhmac"), &["--decryption-key", &key("rsa.pem")]);
+    assert!(err.contains("failed its HMAC check"), "{err}");
+    let err = w.pull_fails(
+        &enc("enc-truncated"),
+        &["--decryption-key", &key("rsa.pem")],
+    );
+    assert!(
+        err.contains("failed its HMAC check") || err.contains("decrypted layer"),
+        "{err}"
+    );
+    for k in ["rsa.pem", "ec.pem"] {
+        let secret = std::fs::read_to_string(keys.join(k)).unwrap();
+        let body: String = secret.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(
+            !err.contains(&body[..20]),
+            "key material in an error message"
+        );
+    }
+}

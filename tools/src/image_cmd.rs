@@ -10,6 +10,7 @@ use encc_rootfs::DataKey;
 use encc_stage1::digest::Digest;
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
+use encc_stage1::ocicrypt::keys::PrivateKey;
 use encc_stage1::pull::{self, PullOptions};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
@@ -30,6 +31,10 @@ pub enum ImageCommand {
         key_file: PathBuf,
         #[command(flatten)]
         source: SourceArgs,
+        /// Private key for encrypted layers (PEM or DER: PKCS#1, PKCS#8, SEC1; or a JWK);
+        /// repeat for several. The first key that opens a layer's key envelope is used.
+        #[arg(long = "decryption-key", value_name = "KEYFILE")]
+        decryption_keys: Vec<PathBuf>,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -85,13 +90,19 @@ pub fn run(command: ImageCommand) -> Result<()> {
             output,
             key_file,
             source,
+            decryption_keys,
             json,
         } => {
             let image: ImageRef = reference.parse()?;
             let key = DataKey::read_file(&key_file)?;
+            let decryption_keys = decryption_keys
+                .iter()
+                .map(PrivateKey::from_file)
+                .collect::<Result<Vec<_>, _>>()?;
             let options = PullOptions {
                 platform: source.platform.clone(),
                 registry: source.registry_options(),
+                decryption_keys: Arc::new(decryption_keys),
                 progress: Some(if std::io::stderr().is_terminal() {
                     Arc::new(Bars::default()) as Arc<dyn Progress>
                 } else {
