@@ -13,6 +13,7 @@ pub mod digest;
 pub mod layer;
 pub mod manifest;
 pub mod ocicrypt;
+pub mod policy;
 pub mod prefetch;
 pub mod pull;
 pub mod reference;
