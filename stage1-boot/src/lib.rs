@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cosign;
 pub mod digest;
 pub mod layer;
 pub mod manifest;
@@ -20,3 +21,4 @@ pub mod reference;
 pub mod source;
 pub mod spool;
 pub mod unpack;
+pub mod verify;

@@ -106,6 +106,16 @@ pub enum PullError {
     /// A manifest, index, config or layer does not match its expected digest or size.
     #[error(transparent)]
     DigestMismatch(Box<DigestMismatch>),
+    /// The signature policy refused the image (before any layer was fetched).
+    #[error("{reference} rejected by policy scope {scope:?}: {reason}")]
+    Rejected {
+        /// The reference.
+        reference: String,
+        /// The policy scope that applied.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
     /// A media type encc does not know.
     #[error("{what} of {reference} has unsupported media type {media_type:?}")]
     MediaType {

@@ -710,3 +710,173 @@ fn encrypted_layers_decrypt_with_the_right_key_only() {
         );
     }
 }
+
+/// Pushes a cosign-format signature for `repo_tag` (through `registry`) made by
+/// tests/fixtures/cosign_sign.py; returns the signed manifest digest.
+fn push_cosign_signature(
+    w: &Work,
+    registry: &str,
+    via: &str,
+    repo_tag: &str,
+    key: &Path,
+    identity: &str,
+    tamper: bool,
+) -> String {
+    let inspect = encc_ok(args![
+        "image",
+        "inspect",
+        format!("docker://{via}/{repo_tag}")
+    ]);
+    let digest = serde_json::from_str::<serde_json::Value>(&inspect).unwrap()["Digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = w.path(&format!("sig-{}", digest.strip_prefix("sha256:").unwrap()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cosign_sign.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .arg("--key")
+        .arg(key)
+        .args(["--digest", &digest, "--identity", identity, "--out"])
+        .arg(&out);
+    if tamper {
+        cmd.arg("--tamper");
+    }
+    assert!(cmd.status().unwrap().success());
+    let repo = repo_tag.split(':').next().unwrap();
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:sig", out.display()))
+        .arg(format!(
+            "docker://{registry}/{repo}:sha256-{}.sig",
+            digest.strip_prefix("sha256:").unwrap()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    digest
+}
+
+#[test]
+fn cosign_policy_accepts_signed_images_and_rejects_before_any_layer() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let keys = p.fixtures.join("keys");
+    let other = w.path("other-ec.pem");
+    assert!(Command::new("openssl")
+        .args([
+            "ecparam",
+            "-genkey",
+            "-name",
+            "prime256v1",
+            "-noout",
+            "-out"
+        ])
+        .arg(&other)
+        .status()
+        .unwrap()
+        .success());
+    let proxy = Proxy::start(&p.registry, &[]);
+    let via = proxy.addr.clone();
+    let policy = w.path("policy.json");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"{{"default": [{{"type": "reject"}}],
+                "transports": {{"docker": {{"{via}/test": [{{"type": "sigstoreSigned", "keyPath": "{}"}}]}}}}}}"#,
+            keys.join("ec.pub").display()
+        ),
+    )
+    .unwrap();
+    let policy_arg = policy.to_str().unwrap().to_owned();
+    let pull = |repo_tag: &str| format!("docker://{via}/{repo_tag}");
+
+    // Signed by the policy key, for this identity: accepted.
+    push_cosign_signature(
+        &w,
+        &p.registry,
+        &via,
+        "test/busybox:latest",
+        &keys.join("ec.pem"),
+        &format!("{via}/test/busybox:latest"),
+        false,
+    );
+    w.pull_extract(
+        &pull("test/busybox:latest"),
+        "signed",
+        &["--policy", &policy_arg],
+    );
+
+    // Each bad case is refused before any layer blob is requested.
+    push_cosign_signature(
+        &w,
+        &p.registry,
+        &via,
+        "test/unique:latest",
+        &other,
+        &format!("{via}/test/unique:latest"),
+        false,
+    );
+    push_cosign_signature(
+        &w,
+        &p.registry,
+        &via,
+        "test/layered:v2s2",
+        &keys.join("ec.pem"),
+        "evil.example/other:1",
+        false,
+    );
+    push_cosign_signature(
+        &w,
+        &p.registry,
+        &via,
+        "test/crafted:zstd",
+        &keys.join("ec.pem"),
+        &format!("{via}/test/crafted:zstd"),
+        true,
+    );
+    let cases = [
+        ("test/layered:latest", "no cosign signature"),
+        ("test/unique:latest", "does not verify with the policy key"),
+        (
+            "test/layered:v2s2",
+            "identity \"evil.example/other:1\" does not match",
+        ),
+        ("test/crafted:zstd", "does not verify with the policy key"),
+    ];
+    for (repo_tag, needle) in cases {
+        let before = proxy.stats()["blob_paths"].as_array().unwrap().len();
+        let err = w.pull_fails(&pull(repo_tag), &["--policy", &policy_arg]);
+        assert!(
+            err.contains("rejected by policy scope") && err.contains(needle),
+            "{repo_tag}: {err}"
+        );
+        let inspect: serde_json::Value =
+            serde_json::from_str(&encc_ok(args!["image", "inspect", pull(repo_tag)])).unwrap();
+        let layers: Vec<String> = inspect["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_owned())
+            .collect();
+        let fetched: Vec<String> = proxy.stats()["blob_paths"].as_array().unwrap()[before..]
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        for layer in &layers {
+            assert!(
+                !fetched.iter().any(|path| path.ends_with(layer.as_str())),
+                "{repo_tag}: layer {layer} was requested: {fetched:?}"
+            );
+        }
+    }
+    // Outside the scope the default applies.
+    let err = w.pull_fails(
+        &format!("docker://{}/test/busybox:latest", p.registry),
+        &["--policy", &policy_arg],
+    );
+    assert!(
+        err.contains("rejected by policy scope \"default\""),
+        "{err}"
+    );
+}

@@ -11,9 +11,11 @@ use encc_stage1::digest::Digest;
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
 use encc_stage1::ocicrypt::keys::PrivateKey;
+use encc_stage1::policy::Policy;
 use encc_stage1::pull::{self, PullOptions};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
+use encc_stage1::verify::check_policy;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -35,6 +37,10 @@ pub enum ImageCommand {
         /// repeat for several. The first key that opens a layer's key envelope is used.
         #[arg(long = "decryption-key", value_name = "KEYFILE")]
         decryption_keys: Vec<PathBuf>,
+        /// Signature policy (containers-policy.json) checked before any layer is fetched;
+        /// without it every image is accepted (a debugging tool's default).
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -91,8 +97,16 @@ pub fn run(command: ImageCommand) -> Result<()> {
             key_file,
             source,
             decryption_keys,
+            policy,
             json,
         } => {
+            let policy = policy
+                .map(|path| {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("cannot read policy {}", path.display()))?;
+                    Ok::<_, anyhow::Error>(Policy::parse(&bytes, &path.display().to_string())?)
+                })
+                .transpose()?;
             let image: ImageRef = reference.parse()?;
             let key = DataKey::read_file(&key_file)?;
             let decryption_keys = decryption_keys
@@ -110,7 +124,12 @@ pub fn run(command: ImageCommand) -> Result<()> {
                 }),
             };
             let src: Arc<dyn source::Source> = Arc::from(source::open(&image, &options.registry)?);
-            let summary = pull::pull(src, &output, &key, &options, &|_| Ok(()))
+            let checked = Arc::clone(&src);
+            let check = |resolved: &pull::ResolvedImage| match &policy {
+                Some(policy) => check_policy(policy, &*checked, resolved),
+                None => Ok(()),
+            };
+            let summary = pull::pull(src, &output, &key, &options, &check)
                 .with_context(|| format!("pull of {image} into {} failed", output.display()))?;
             if json {
                 let layers: Vec<_> = summary

@@ -108,6 +108,22 @@ impl Source for LayoutSource {
         self.manifest(&self.root.clone())
     }
 
+    fn manifest_by_tag(&self, tag: &str) -> Result<Option<Fetched>, SourceError> {
+        let index = read_file(&self.reference, self.layout.path.join("index.json"))?;
+        let index: Index = serde_json::from_slice(&index).map_err(|e| SourceError::Invalid {
+            reference: self.reference.to_string(),
+            reason: format!("index.json is not a valid index: {e}"),
+        })?;
+        match index
+            .manifests
+            .iter()
+            .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+        {
+            Some(d) => self.manifest(d).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn manifest(&self, descriptor: &Descriptor) -> Result<Fetched, SourceError> {
         let bytes = read_file(&self.reference, self.blob_path(descriptor))?;
         let media_type = if descriptor.media_type.is_empty() {

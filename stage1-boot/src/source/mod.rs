@@ -76,6 +76,10 @@ pub trait Source: Send + Sync {
     /// layout index's descriptor.
     fn expected_root_digest(&self) -> Option<Digest>;
 
+    /// The manifest under another tag of the same repository (signature attachments);
+    /// `None` when there is no such tag.
+    fn manifest_by_tag(&self, tag: &str) -> Result<Option<Fetched>, SourceError>;
+
     /// A manifest by digest (an entry of an index).
     fn manifest(&self, descriptor: &Descriptor) -> Result<Fetched, SourceError>;
 

@@ -265,6 +265,14 @@ impl Source for RegistrySource {
         self.manifest_by(&descriptor.digest.to_string())
     }
 
+    fn manifest_by_tag(&self, tag: &str) -> Result<Option<Fetched>, SourceError> {
+        match self.manifest_by(tag) {
+            Ok(f) => Ok(Some(f)),
+            Err(SourceError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn blob(
         &self,
         descriptor: &Descriptor,
