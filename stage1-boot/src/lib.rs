@@ -11,7 +11,9 @@
 
 pub mod cosign;
 pub mod digest;
+pub mod gpg;
 pub mod layer;
+pub mod lookaside;
 pub mod manifest;
 pub mod ocicrypt;
 pub mod policy;

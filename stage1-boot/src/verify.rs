@@ -3,7 +3,9 @@
 use base64::Engine as _;
 
 use crate::cosign;
-use crate::policy::{Policy, Requirement};
+use crate::gpg;
+use crate::lookaside::{self, RegistriesD};
+use crate::policy::{Policy, Requirement, SignedIdentity};
 use crate::pull::{PullError, ResolvedImage};
 use crate::reference::ImageRef;
 use crate::source::Source;
@@ -12,6 +14,7 @@ use crate::source::Source;
 /// rejection names the reference, the scope and why.
 pub fn check_policy(
     policy: &Policy,
+    registries: &RegistriesD,
     source: &dyn Source,
     resolved: &ResolvedImage,
 ) -> Result<(), PullError> {
@@ -28,10 +31,50 @@ pub fn check_policy(
             Requirement::Reject {} => {
                 return Err(reject("the policy rejects everything in this scope".into()))
             }
-            Requirement::SignedBy { .. } => {
-                return Err(reject(
-                    "signedBy (GPG simple signing) is not supported by this build of encc".into(),
-                ))
+            Requirement::SignedBy {
+                key_path,
+                key_paths,
+                key_data,
+                signed_identity,
+                ..
+            } => {
+                let ImageRef::Docker(docker) = image else {
+                    return Err(reject(
+                        "simple signatures are looked up for docker:// references only".into(),
+                    ));
+                };
+                let mut keyring = Vec::new();
+                for path in key_path.iter().chain(key_paths.iter().flatten()) {
+                    let bytes = std::fs::read(path)
+                        .map_err(|e| reject(format!("cannot read signedBy key {path}: {e}")))?;
+                    keyring.extend_from_slice(&bytes);
+                }
+                if let Some(data) = key_data {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(data.trim())
+                        .map_err(|_| reject("signedBy keyData is not base64".into()))?;
+                    keyring.extend_from_slice(&bytes);
+                }
+                let digest = resolved.index_digest.unwrap_or(resolved.manifest_digest);
+                let base = registries.lookaside_for(docker).ok_or_else(|| {
+                    reject(format!(
+                        "no lookaside is configured in registries.d for {}/{}",
+                        docker.registry, docker.repository
+                    ))
+                })?;
+                let signatures = lookaside::signatures(base, docker, &digest)
+                    .map_err(|e| reject(e.to_string()))?;
+                if signatures.is_empty() {
+                    return Err(reject(format!(
+                        "no signature in the lookaside {base} for {digest}"
+                    )));
+                }
+                check_simple_signatures(&signatures, &keyring, docker, &digest, signed_identity)
+                    .map_err(reject)?;
+                log::info!(
+                    "{image}: simple signature accepted (scope {})",
+                    applicable.scope
+                );
             }
             Requirement::SigstoreSigned {
                 key_path,
@@ -68,4 +111,75 @@ pub fn check_policy(
         }
     }
     Ok(())
+}
+
+/// The payload of a simple signature ("atomic container signature").
+#[derive(serde::Deserialize)]
+struct AtomicPayload {
+    critical: AtomicCritical,
+}
+
+#[derive(serde::Deserialize)]
+struct AtomicCritical {
+    identity: AtomicIdentity,
+    image: AtomicImage,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AtomicIdentity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AtomicImage {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: crate::digest::Digest,
+}
+
+/// Accepts if one signature verifies with the keyring, signs `digest` and claims an
+/// identity `identity` accepts; otherwise the reasons, one per signature.
+fn check_simple_signatures(
+    signatures: &[Vec<u8>],
+    keyring: &[u8],
+    image: &crate::reference::DockerRef,
+    digest: &crate::digest::Digest,
+    identity: &SignedIdentity,
+) -> Result<(), String> {
+    let mut reasons = Vec::new();
+    for (i, sig) in signatures.iter().enumerate() {
+        let n = i + 1;
+        let verified = match gpg::verify_signed_message(sig, keyring) {
+            Ok(v) => v,
+            Err(e) => {
+                reasons.push(format!("signature-{n}: {e}"));
+                continue;
+            }
+        };
+        let Ok(payload) = serde_json::from_slice::<AtomicPayload>(&verified.payload) else {
+            reasons.push(format!(
+                "signature-{n}: payload is not a simple-signing payload"
+            ));
+            continue;
+        };
+        let c = payload.critical;
+        if c.kind != "atomic container signature" {
+            reasons.push(format!("signature-{n}: payload type {:?}", c.kind));
+        } else if c.image.docker_manifest_digest != *digest {
+            reasons.push(format!(
+                "signature-{n}: signs {} instead",
+                c.image.docker_manifest_digest
+            ));
+        } else if !identity.matches(image, &c.identity.docker_reference) {
+            reasons.push(format!(
+                "signature-{n}: identity {:?} does not match",
+                c.identity.docker_reference
+            ));
+        } else {
+            return Ok(());
+        }
+    }
+    Err(format!("no acceptable signature: {}", reasons.join("; ")))
 }

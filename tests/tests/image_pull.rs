@@ -789,6 +789,14 @@ fn cosign_policy_accepts_signed_images_and_rejects_before_any_layer() {
     )
     .unwrap();
     let policy_arg = policy.to_str().unwrap().to_owned();
+    let regd = w.path("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("cosign.yaml"),
+        "default-docker:\n  use-sigstore-attachments: true\n",
+    )
+    .unwrap();
+    let regd_arg = regd.to_str().unwrap().to_owned();
     let pull = |repo_tag: &str| format!("docker://{via}/{repo_tag}");
 
     // Signed by the policy key, for this identity: accepted.
@@ -846,7 +854,10 @@ fn cosign_policy_accepts_signed_images_and_rejects_before_any_layer() {
     ];
     for (repo_tag, needle) in cases {
         let before = proxy.stats()["blob_paths"].as_array().unwrap().len();
-        let err = w.pull_fails(&pull(repo_tag), &["--policy", &policy_arg]);
+        let err = w.pull_fails(
+            &pull(repo_tag),
+            &["--policy", &policy_arg, "--registries.d", &regd_arg],
+        );
         assert!(
             err.contains("rejected by policy scope") && err.contains(needle),
             "{repo_tag}: {err}"
@@ -879,4 +890,175 @@ fn cosign_policy_accepts_signed_images_and_rejects_before_any_layer() {
         err.contains("rejected by policy scope \"default\""),
         "{err}"
     );
+}
+
+/// Runs gpg with `home` as GNUPGHOME; returns stdout.
+fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("gpg")
+        .env("GNUPGHOME", home)
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A new signing key in `home`; returns its fingerprint and the exported public key file.
+fn gpg_key(home: &Path, name: &str, out: &Path) -> String {
+    gpg(
+        home,
+        &[
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.com>"),
+            "rsa2048",
+            "sign",
+            "never",
+        ],
+    );
+    let listing = String::from_utf8(gpg(home, &["--with-colons", "--list-keys", name])).unwrap();
+    let fpr = listing
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .unwrap()
+        .split(':')
+        .nth(9)
+        .unwrap()
+        .to_owned();
+    std::fs::write(out, gpg(home, &["--export", &fpr])).unwrap();
+    fpr
+}
+
+struct GpgAgentGuard(PathBuf);
+
+impl Drop for GpgAgentGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.0)
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+#[test]
+fn gpg_signed_by_policy_with_a_lookaside_store() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let home = w.path("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let _agent = GpgAgentGuard(home.clone());
+    let (key, other) = (w.path("signer.gpg"), w.path("other.gpg"));
+    let fpr = gpg_key(&home, "signer", &key);
+    gpg_key(&home, "other", &other);
+
+    let store = w.path("sigstore");
+    let regd = w.path("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("default.yaml"),
+        format!(
+            "default-docker:\n  lookaside: file://{0}\n  lookaside-staging: file://{0}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let layout = p.fixtures.join("layout");
+    let copy = |src: &str, dest: &str, sign: bool| {
+        let mut cmd = Command::new("skopeo");
+        cmd.env("GNUPGHOME", &home)
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--registries.d",
+            ])
+            .arg(&regd);
+        if sign {
+            cmd.args(["--sign-by", &fpr]);
+        }
+        let out = cmd
+            .arg(format!("oci:{}:{src}", layout.display()))
+            .arg(format!("docker://{}/{dest}", p.registry))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy {src}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    copy("busybox", "signed/busybox:latest", true);
+    copy("layered", "signed/unsigned:latest", false);
+    copy("busybox", "signed/copy:latest", false);
+    // The same manifest under another name: its signature claims signed/busybox.
+    let digest = {
+        let json = encc_ok(args![
+            "image",
+            "inspect",
+            format!("docker://{}/signed/busybox:latest", p.registry)
+        ]);
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["Digest"]
+            .as_str()
+            .unwrap()
+            .replace("sha256:", "sha256=")
+    };
+    let from = store.join(format!("signed/busybox@{digest}"));
+    let to = store.join(format!("signed/copy@{digest}"));
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::copy(from.join("signature-1"), to.join("signature-1")).unwrap();
+
+    let policy = |keyring: &Path| {
+        let file = w.path(&format!(
+            "policy-{}.json",
+            keyring.file_stem().unwrap().to_str().unwrap()
+        ));
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{"{}/signed": [{{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "{}"}}]}}}}}}"#,
+                p.registry,
+                keyring.display()
+            ),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let (good, wrong) = (policy(&key), policy(&other));
+    let regd_arg = regd.to_str().unwrap().to_owned();
+    let reference = |repo: &str| format!("docker://{}/signed/{repo}:latest", p.registry);
+
+    w.pull_extract(
+        &reference("busybox"),
+        "gpg-ok",
+        &["--policy", &good, "--registries.d", &regd_arg],
+    );
+    let cases = [
+        (reference("busybox"), wrong.clone(), "signature-1:"),
+        (
+            reference("unsigned"),
+            good.clone(),
+            "no signature in the lookaside",
+        ),
+        (reference("copy"), good.clone(), "does not match"),
+    ];
+    for (r, pol, needle) in cases {
+        let err = w.pull_fails(&r, &["--policy", &pol, "--registries.d", &regd_arg]);
+        assert!(
+            err.contains("rejected by policy scope") && err.contains(needle),
+            "{r}: {err}"
+        );
+    }
+    // Without a lookaside configuration the policy cannot be satisfied.
+    let empty = w.path("empty-registries.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = w.pull_fails(
+        &reference("busybox"),
+        &["--policy", &good, "--registries.d", empty.to_str().unwrap()],
+    );
+    assert!(err.contains("no lookaside is configured"), "{err}");
 }

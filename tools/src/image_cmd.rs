@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use encc_rootfs::DataKey;
 use encc_stage1::digest::Digest;
 use encc_stage1::layer::Progress;
+use encc_stage1::lookaside::RegistriesD;
 use encc_stage1::manifest::Platform;
 use encc_stage1::ocicrypt::keys::PrivateKey;
 use encc_stage1::policy::Policy;
@@ -41,6 +42,13 @@ pub enum ImageCommand {
         /// without it every image is accepted (a debugging tool's default).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// registries.d directory (signature lookaside, use-sigstore-attachments).
+        #[arg(
+            long = "registries.d",
+            value_name = "DIR",
+            default_value = "/etc/containers/registries.d"
+        )]
+        registries_d: PathBuf,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -98,8 +106,14 @@ pub fn run(command: ImageCommand) -> Result<()> {
             source,
             decryption_keys,
             policy,
+            registries_d,
             json,
         } => {
+            let registries = if registries_d.is_dir() {
+                RegistriesD::load(&registries_d)?
+            } else {
+                RegistriesD::default()
+            };
             let policy = policy
                 .map(|path| {
                     let bytes = std::fs::read(&path)
@@ -126,7 +140,7 @@ pub fn run(command: ImageCommand) -> Result<()> {
             let src: Arc<dyn source::Source> = Arc::from(source::open(&image, &options.registry)?);
             let checked = Arc::clone(&src);
             let check = |resolved: &pull::ResolvedImage| match &policy {
-                Some(policy) => check_policy(policy, &*checked, resolved),
+                Some(policy) => check_policy(policy, &registries, &*checked, resolved),
                 None => Ok(()),
             };
             let summary = pull::pull(src, &output, &key, &options, &check)
