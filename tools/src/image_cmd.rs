@@ -109,7 +109,8 @@ pub fn run(command: ImageCommand) -> Result<()> {
             registries_d,
             json,
         } => {
-            let registries = if registries_d.is_dir() {
+            // registries.d only matters to signature checks: read it only with a policy.
+            let registries = if policy.is_some() && registries_d.is_dir() {
                 RegistriesD::load(&registries_d)?
             } else {
                 RegistriesD::default()
