@@ -10,11 +10,10 @@ use base64::Engine as _;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
-use serde::Deserialize;
 
 use crate::digest::Digest;
 use crate::manifest::{Manifest, MAX_DOCUMENT_BYTES};
-use crate::policy::SignedIdentity;
+use crate::policy::{check_claims, SignedIdentity};
 use crate::reference::DockerRef;
 use crate::source::{read_document, Source};
 
@@ -40,31 +39,6 @@ pub enum CosignError {
     /// Signatures exist, but none is acceptable; the reasons, one per signature.
     #[error("no acceptable cosign signature: {0}")]
     Rejected(String),
-}
-
-#[derive(Deserialize)]
-struct Payload {
-    critical: Critical,
-}
-
-#[derive(Deserialize)]
-struct Critical {
-    identity: Identity,
-    image: PayloadImage,
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-#[derive(Deserialize)]
-struct Identity {
-    #[serde(rename = "docker-reference")]
-    docker_reference: String,
-}
-
-#[derive(Deserialize)]
-struct PayloadImage {
-    #[serde(rename = "docker-manifest-digest")]
-    docker_manifest_digest: Digest,
 }
 
 /// The signature tag for a manifest digest.
@@ -136,25 +110,9 @@ pub fn verify(
             ));
             continue;
         }
-        let Ok(parsed) = serde_json::from_slice::<Payload>(&payload) else {
-            reasons.push(format!("{short}: payload is not a cosign payload"));
-            continue;
-        };
-        let c = parsed.critical;
-        if c.kind != PAYLOAD_TYPE {
-            reasons.push(format!("{short}: payload type {:?}", c.kind));
-        } else if c.image.docker_manifest_digest != *digest {
-            reasons.push(format!(
-                "{short}: signs {} instead",
-                c.image.docker_manifest_digest
-            ));
-        } else if !identity.matches(image, &c.identity.docker_reference) {
-            reasons.push(format!(
-                "{short}: identity {:?} does not match",
-                c.identity.docker_reference
-            ));
-        } else {
-            return Ok(());
+        match check_claims(&payload, PAYLOAD_TYPE, image, digest, identity) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reasons.push(format!("{short}: {reason}")),
         }
     }
     if reasons.is_empty() {

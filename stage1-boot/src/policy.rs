@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::digest::Digest;
 use crate::reference::{DockerRef, ImageRef};
 
 /// A parsed policy.
@@ -315,6 +316,60 @@ impl SignedIdentity {
                 }
             }
         }
+    }
+}
+
+/// The claims both signature formats carry (simple signing's "atomic container signature"
+/// and cosign's "cosign container image signature"): the payload type, the signed manifest
+/// digest and the identity.
+#[derive(Deserialize)]
+struct Payload {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    identity: Identity,
+    image: PayloadImage,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadImage {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: Digest,
+}
+
+/// Checks a verified signature payload: of type `kind`, signing `digest`, claiming an
+/// identity `identity` accepts for `image`. The error is the reason, for a rejection message.
+pub fn check_claims(
+    payload: &[u8],
+    kind: &str,
+    image: &DockerRef,
+    digest: &Digest,
+    identity: &SignedIdentity,
+) -> Result<(), String> {
+    let parsed: Payload = serde_json::from_slice(payload)
+        .map_err(|_| format!("payload is not a {kind:?} payload"))?;
+    let c = parsed.critical;
+    if c.kind != kind {
+        Err(format!("payload type {:?}", c.kind))
+    } else if c.image.docker_manifest_digest != *digest {
+        Err(format!("signs {} instead", c.image.docker_manifest_digest))
+    } else if !identity.matches(image, &c.identity.docker_reference) {
+        Err(format!(
+            "identity {:?} does not match",
+            c.identity.docker_reference
+        ))
+    } else {
+        Ok(())
     }
 }
 

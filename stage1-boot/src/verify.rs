@@ -5,10 +5,13 @@ use base64::Engine as _;
 use crate::cosign;
 use crate::gpg;
 use crate::lookaside::{self, RegistriesD};
-use crate::policy::{Policy, Requirement, SignedIdentity};
+use crate::policy::{check_claims, Policy, Requirement, SignedIdentity};
 use crate::pull::{PullError, ResolvedImage};
 use crate::reference::ImageRef;
 use crate::source::Source;
+
+/// The payload type of a simple signature.
+const SIMPLE_SIGNING_TYPE: &str = "atomic container signature";
 
 /// Checks every requirement of the scope that applies to the source's reference. A
 /// rejection names the reference, the scope and why.
@@ -113,32 +116,6 @@ pub fn check_policy(
     Ok(())
 }
 
-/// The payload of a simple signature ("atomic container signature").
-#[derive(serde::Deserialize)]
-struct AtomicPayload {
-    critical: AtomicCritical,
-}
-
-#[derive(serde::Deserialize)]
-struct AtomicCritical {
-    identity: AtomicIdentity,
-    image: AtomicImage,
-    #[serde(rename = "type")]
-    kind: String,
-}
-
-#[derive(serde::Deserialize)]
-struct AtomicIdentity {
-    #[serde(rename = "docker-reference")]
-    docker_reference: String,
-}
-
-#[derive(serde::Deserialize)]
-struct AtomicImage {
-    #[serde(rename = "docker-manifest-digest")]
-    docker_manifest_digest: crate::digest::Digest,
-}
-
 /// Accepts if one signature verifies with the keyring, signs `digest` and claims an
 /// identity `identity` accepts; otherwise the reasons, one per signature.
 fn check_simple_signatures(
@@ -158,27 +135,15 @@ fn check_simple_signatures(
                 continue;
             }
         };
-        let Ok(payload) = serde_json::from_slice::<AtomicPayload>(&verified.payload) else {
-            reasons.push(format!(
-                "signature-{n}: payload is not a simple-signing payload"
-            ));
-            continue;
-        };
-        let c = payload.critical;
-        if c.kind != "atomic container signature" {
-            reasons.push(format!("signature-{n}: payload type {:?}", c.kind));
-        } else if c.image.docker_manifest_digest != *digest {
-            reasons.push(format!(
-                "signature-{n}: signs {} instead",
-                c.image.docker_manifest_digest
-            ));
-        } else if !identity.matches(image, &c.identity.docker_reference) {
-            reasons.push(format!(
-                "signature-{n}: identity {:?} does not match",
-                c.identity.docker_reference
-            ));
-        } else {
-            return Ok(());
+        match check_claims(
+            &verified.payload,
+            SIMPLE_SIGNING_TYPE,
+            image,
+            digest,
+            identity,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reasons.push(format!("signature-{n}: {reason}")),
         }
     }
     Err(format!("no acceptable signature: {}", reasons.join("; ")))
