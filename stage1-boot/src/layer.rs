@@ -298,14 +298,15 @@ fn decompress_into(
     compression: Compression,
     tx: &SyncSender<io::Result<Vec<u8>>>,
 ) -> io::Result<Digest> {
-    let mut magic = [0u8; 4];
-    let n = read_full(blob, &mut magic)?;
-    let head = io::Cursor::new(magic[..n].to_vec()).chain(blob);
+    // `take(n).read_to_end` reads until n bytes or the end of the stream.
+    let mut magic = Vec::with_capacity(4);
+    blob.by_ref().take(4).read_to_end(&mut magic)?;
     let detected = match compression {
-        Compression::None if magic[..n].starts_with(&[0x1f, 0x8b]) => Compression::Gzip,
-        Compression::None if magic[..n] == [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        Compression::None if magic.starts_with(&[0x1f, 0x8b]) => Compression::Gzip,
+        Compression::None if magic == [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
         other => other,
     };
+    let head = io::Cursor::new(magic).chain(blob);
     let decoded: Box<dyn Read + '_> = match detected {
         Compression::None => Box::new(head),
         Compression::Gzip => Box::new(MultiGzDecoder::new(head)),
@@ -313,12 +314,10 @@ fn decompress_into(
     };
     let mut tar = HashingReader::new(decoded);
     loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let n = read_full(&mut tar, &mut chunk)?;
-        if n == 0 {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        if tar.by_ref().take(CHUNK as u64).read_to_end(&mut chunk)? == 0 {
             break;
         }
-        chunk.truncate(n);
         if tx.send(Ok(chunk)).is_err() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -327,20 +326,6 @@ fn decompress_into(
         }
     }
     Ok(tar.finish().0)
-}
-
-/// Reads until `buf` is full or the stream ends.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A blob download that reopens at its current offset (a Range request) when the connection
