@@ -4,11 +4,13 @@
 //!
 //! - [`reference`]: image references (`docker://…`, `oci:…`);
 //! - [`source`]: registries (distribution v2 API) and OCI layouts;
+//! - [`boot`]: all of stage 1 behind one call (policy, keys, source, pull);
 //! - [`pull`]: resolve, verify and unpack an image into a protected rootfs, layer by layer
 //!   ([`layer`] fetches and decompresses, [`unpack`] applies tar entries and whiteouts).
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod cosign;
 pub mod digest;
 pub mod gpg;

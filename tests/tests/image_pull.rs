@@ -74,6 +74,9 @@ impl Work {
         ]
         .to_vec();
         a.extend(extra.iter().map(std::ffi::OsStr::new));
+        if !extra.contains(&"--policy") {
+            a.push(std::ffi::OsStr::new("--insecure-policy"));
+        }
         let json: serde_json::Value = serde_json::from_str(&encc_ok(&a)).unwrap();
         let out = self.path(name);
         encc_ok(args![
@@ -102,6 +105,9 @@ impl Work {
         ]
         .to_vec();
         a.extend(extra.iter().map(std::ffi::OsStr::new));
+        if !extra.contains(&"--policy") {
+            a.push(std::ffi::OsStr::new("--insecure-policy"));
+        }
         let out = encc(&a);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
@@ -322,6 +328,36 @@ fn broken_images_fail_cleanly() {
 }
 
 #[test]
+fn without_policy_flags_the_usual_policy_file_applies() {
+    let Some(p) = peers() else { return };
+    let w = work();
+    let home = w.path("home");
+    std::fs::create_dir_all(home.join(".config/containers")).unwrap();
+    std::fs::write(
+        home.join(".config/containers/policy.json"),
+        r#"{"default": [{"type": "reject"}]}"#,
+    )
+    .unwrap();
+    let reference = format!("oci:{}:busybox", p.fixtures.join("layout").display());
+    let image = w.path("refused.img");
+    let out = Command::new(bin("encc"))
+        .args(["image", "pull", &reference, "-o"])
+        .arg(&image)
+        .arg("--key-file")
+        .arg(&w.key)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("rejected by policy scope \"default\""),
+        "{err}"
+    );
+    assert!(!image.exists());
+}
+
+#[test]
 fn corrupted_blob_in_registry_storage_is_refused() {
     let Some(p) = peers() else { return };
     let w = work();
@@ -518,6 +554,7 @@ fn hostile_layers_are_refused_or_contained() {
     encc_ok(args![
         "image",
         "pull",
+        "--insecure-policy",
         reference,
         "-o",
         image,
@@ -534,6 +571,7 @@ fn hostile_layers_are_refused_or_contained() {
     encc_ok(args![
         "image",
         "pull",
+        "--insecure-policy",
         reference,
         "-o",
         image,
@@ -555,6 +593,7 @@ fn hostile_layers_are_refused_or_contained() {
     encc_ok(args![
         "image",
         "pull",
+        "--insecure-policy",
         reference,
         "-o",
         image,
@@ -590,6 +629,7 @@ fn inspect_and_stored_config() {
     encc_ok(args![
         "image",
         "pull",
+        "--insecure-policy",
         reference,
         "-o",
         image,

@@ -7,16 +7,13 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use encc_rootfs::DataKey;
+use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::digest::Digest;
 use encc_stage1::layer::Progress;
-use encc_stage1::lookaside::RegistriesD;
 use encc_stage1::manifest::Platform;
-use encc_stage1::ocicrypt::keys::PrivateKey;
-use encc_stage1::policy::Policy;
 use encc_stage1::pull::{self, PullOptions};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
-use encc_stage1::verify::check_policy;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -38,10 +35,14 @@ pub enum ImageCommand {
         /// repeat for several. The first key that opens a layer's key envelope is used.
         #[arg(long = "decryption-key", value_name = "KEYFILE")]
         decryption_keys: Vec<PathBuf>,
-        /// Signature policy (containers-policy.json) checked before any layer is fetched;
-        /// without it every image is accepted (a debugging tool's default).
-        #[arg(long)]
+        /// Signature policy (containers-policy.json) checked before any layer is fetched.
+        /// Default: $HOME/.config/containers/policy.json, then /etc/containers/policy.json;
+        /// with neither, the pull is refused unless --insecure-policy is given.
+        #[arg(long, conflicts_with = "insecure_policy")]
         policy: Option<PathBuf>,
+        /// Accept any image without checking signatures.
+        #[arg(long = "insecure-policy")]
+        insecure_policy: bool,
         /// registries.d directory (signature lookaside, use-sigstore-attachments).
         #[arg(
             long = "registries.d",
@@ -106,45 +107,33 @@ pub fn run(command: ImageCommand) -> Result<()> {
             source,
             decryption_keys,
             policy,
+            insecure_policy,
             registries_d,
             json,
         } => {
-            // registries.d only matters to signature checks: read it only with a policy.
-            let registries = if policy.is_some() && registries_d.is_dir() {
-                RegistriesD::load(&registries_d)?
-            } else {
-                RegistriesD::default()
-            };
-            let policy = policy
-                .map(|path| {
-                    let bytes = std::fs::read(&path)
-                        .with_context(|| format!("cannot read policy {}", path.display()))?;
-                    Ok::<_, anyhow::Error>(Policy::parse(&bytes, &path.display().to_string())?)
-                })
-                .transpose()?;
             let image: ImageRef = reference.parse()?;
             let key = DataKey::read_file(&key_file)?;
-            let decryption_keys = decryption_keys
-                .iter()
-                .map(PrivateKey::from_file)
-                .collect::<Result<Vec<_>, _>>()?;
-            let options = PullOptions {
-                platform: source.platform.clone(),
-                registry: source.registry_options(),
-                decryption_keys: Arc::new(decryption_keys),
-                progress: Some(if std::io::stderr().is_terminal() {
-                    Arc::new(Bars::default()) as Arc<dyn Progress>
-                } else {
-                    Arc::new(Lines::default())
-                }),
+            let config = Stage1Config {
+                policy: match (policy, insecure_policy) {
+                    (Some(path), _) => PolicySource::File(path),
+                    (None, true) => PolicySource::InsecureAcceptAnything,
+                    (None, false) => PolicySource::Default,
+                },
+                registries_d,
+                decryption_keys,
+                pull: PullOptions {
+                    platform: source.platform.clone(),
+                    registry: source.registry_options(),
+                    progress: Some(if std::io::stderr().is_terminal() {
+                        Arc::new(Bars::default()) as Arc<dyn Progress>
+                    } else {
+                        Arc::new(Lines::default())
+                    }),
+                    ..PullOptions::default()
+                },
             };
-            let src: Arc<dyn source::Source> = Arc::from(source::open(&image, &options.registry)?);
-            let checked = Arc::clone(&src);
-            let check = |resolved: &pull::ResolvedImage| match &policy {
-                Some(policy) => check_policy(policy, &registries, &*checked, resolved),
-                None => Ok(()),
-            };
-            let summary = pull::pull(src, &output, &key, &options, &check)
+            let summary = Stage1::prepare(&config)
+                .and_then(|stage1| stage1.pull(&image, &output, &key))
                 .with_context(|| format!("pull of {image} into {} failed", output.display()))?;
             if json {
                 let layers: Vec<_> = summary
