@@ -1,17 +1,25 @@
 //! The whole of stage 1 behind one call: load the signature policy and key material named
 //! by the caller (a CLI's flags or the trusted boot config), open the source, and pull the
 //! image into a protected rootfs, checking the policy before any layer is fetched.
+//!
+//! Anything that names a key or policy may be a `kbs:///REPO/TYPE/TAG` URI instead of a
+//! path: the policy, the keys inside it, decryption keys, the registry auth file; and
+//! layers may carry KEKs held by the KBS. All of those come from the KBS named by
+//! [`Stage1Config::kbs`], after attestation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use encc_rootfs::DataKey;
 
+use crate::kbs::{KbsClient, KbsConfig, KbsError, ResourceUri};
 use crate::lookaside::{LookasideError, RegistriesD};
 use crate::ocicrypt::keys::{KeyError, PrivateKey};
 use crate::policy::{Policy, PolicyError};
 use crate::pull::{self, PullError, PullOptions, PullSummary, ResolvedImage};
 use crate::reference::ImageRef;
+use crate::resources::{ResourceError, Resources};
+use crate::source::registry::AuthData;
 use crate::source::{self, SourceError};
 use crate::verify::check_policy;
 
@@ -25,6 +33,9 @@ pub enum PolicySource {
     Default,
     /// Accept every image without checking signatures (`--insecure-policy`).
     InsecureAcceptAnything,
+    /// A containers-policy.json held by the Key Broker Service
+    /// (`--policy kbs:///default/security-policy/test`).
+    Kbs(ResourceUri),
 }
 
 /// Where the policy file is looked for when none is named, most specific first.
@@ -45,10 +56,12 @@ pub struct Stage1Config {
     /// registries.d directory (signature lookaside, use-sigstore-attachments); read only
     /// when a policy is checked. A missing directory counts as empty.
     pub registries_d: PathBuf,
-    /// Private keys for encrypted layers.
+    /// Private keys for encrypted layers: files or `kbs:///` URIs.
     pub decryption_keys: Vec<PathBuf>,
-    /// Platform, registry access, progress (its `decryption_keys` are replaced by the keys
-    /// loaded from `decryption_keys`).
+    /// The Key Broker Service for `kbs:///` resources and key provider KEKs; none by default.
+    pub kbs: Option<KbsConfig>,
+    /// Platform, registry access, progress (its `decryption_keys` and `kbs` are replaced by
+    /// those loaded from this config; a `kbs:///` `registry.authfile` is fetched).
     pub pull: PullOptions,
 }
 
@@ -59,6 +72,7 @@ impl Default for Stage1Config {
             policy: PolicySource::Default,
             registries_d: PathBuf::from("/etc/containers/registries.d"),
             decryption_keys: Vec::new(),
+            kbs: None,
             pull: PullOptions::default(),
         }
     }
@@ -85,6 +99,18 @@ pub enum Stage1Error {
     /// The policy file is invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The KBS client cannot be set up.
+    #[error(transparent)]
+    Kbs(#[from] KbsError),
+    /// A resource named by the config (policy, key, auth file) cannot be read.
+    #[error("cannot get the {what}")]
+    Resource {
+        /// Which resource.
+        what: &'static str,
+        /// The cause (names the path or URI).
+        #[source]
+        source: ResourceError,
+    },
     /// registries.d is invalid.
     #[error(transparent)]
     Registries(#[from] LookasideError),
@@ -102,15 +128,32 @@ pub enum Stage1Error {
 /// Stage 1 with its policy and keys loaded, ready to pull.
 pub struct Stage1 {
     policy: Option<Policy>,
+    resources: Resources,
     registries: RegistriesD,
     pull: PullOptions,
 }
 
 impl Stage1 {
-    /// Loads the policy, registries.d and decryption keys the config names.
+    /// Loads the policy, registries.d and decryption keys the config names (attesting to
+    /// the KBS first when one of them is a `kbs:///` URI).
     pub fn prepare(config: &Stage1Config) -> Result<Self, Stage1Error> {
+        let kbs = match &config.kbs {
+            Some(kbs) => Some(Arc::new(KbsClient::new(kbs)?)),
+            None => None,
+        };
+        let resources = Resources::new(kbs.clone());
+        let fetch = |what, name: &str| {
+            resources
+                .read(name)
+                .map_err(|source| Stage1Error::Resource { what, source })
+        };
         let policy =
             match &config.policy {
+                PolicySource::Kbs(uri) => {
+                    let name = uri.to_string();
+                    let bytes = fetch("signature policy", &name)?;
+                    Some(Policy::parse(&bytes, &name)?)
+                }
                 PolicySource::InsecureAcceptAnything => {
                     log::warn!("signature policy: insecure, every image is accepted");
                     None
@@ -135,15 +178,35 @@ impl Stage1 {
         } else {
             RegistriesD::default()
         };
-        let keys = config
-            .decryption_keys
-            .iter()
-            .map(PrivateKey::from_file)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = Vec::new();
+        for path in &config.decryption_keys {
+            let name = path.to_string_lossy();
+            if !Resources::is_kbs(&name) {
+                keys.push(PrivateKey::from_file(path)?);
+                continue;
+            }
+            let bytes = fetch("decryption key", &name)?;
+            keys.push(
+                PrivateKey::from_bytes(&bytes).map_err(|source| KeyError::File {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?,
+            );
+        }
         let mut pull = config.pull.clone();
         pull.decryption_keys = Arc::new(keys);
+        pull.kbs = kbs;
+        if let Some(authfile) = &pull.registry.authfile {
+            let name = authfile.to_string_lossy().into_owned();
+            if Resources::is_kbs(&name) {
+                let bytes = fetch("registry auth file", &name)?;
+                pull.registry.auth_data = Some(Arc::new(AuthData::new(name, bytes)));
+                pull.registry.authfile = None;
+            }
+        }
         Ok(Self {
             policy,
+            resources,
             registries,
             pull,
         })
@@ -165,7 +228,13 @@ impl Stage1 {
         let src: Arc<dyn source::Source> = Arc::from(source::open(image, &self.pull.registry)?);
         let checked = Arc::clone(&src);
         let check = |resolved: &ResolvedImage| match &self.policy {
-            Some(policy) => check_policy(policy, &self.registries, &*checked, resolved),
+            Some(policy) => check_policy(
+                policy,
+                &self.resources,
+                &self.registries,
+                &*checked,
+                resolved,
+            ),
             None => Ok(()),
         };
         Ok(pull::pull(src, output, key, &self.pull, &check)?)
@@ -189,8 +258,26 @@ mod tests {
             policy,
             registries_d: PathBuf::from("/nonexistent/registries.d"),
             decryption_keys: Vec::new(),
+            kbs: None,
             pull: PullOptions::default(),
         }
+    }
+
+    #[test]
+    fn kbs_uris_without_a_kbs_are_an_error_naming_them() {
+        let uri: ResourceUri = "kbs:///default/security-policy/test".parse().unwrap();
+        let err = Stage1::prepare(&config(PolicySource::Kbs(uri)))
+            .err()
+            .unwrap();
+        let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            text.contains("signature policy")
+                && text.contains("kbs:///default/security-policy/test"),
+            "{text}"
+        );
+        let mut c = config(PolicySource::InsecureAcceptAnything);
+        c.decryption_keys = vec![PathBuf::from("kbs:///default/key/one")];
+        assert!(Stage1::prepare(&c).is_err());
     }
 
     #[test]

@@ -6,14 +6,20 @@
 //! - [`source`]: registries (distribution v2 API) and OCI layouts;
 //! - [`boot`]: all of stage 1 behind one call (policy, keys, source, pull);
 //! - [`pull`]: resolve, verify and unpack an image into a protected rootfs, layer by layer
-//!   ([`layer`] fetches and decompresses, [`unpack`] applies tar entries and whiteouts).
+//!   ([`layer`] fetches and decompresses, [`unpack`] applies tar entries and whiteouts);
+//! - [`kbs`] and [`attester`]: keys and policy from a Key Broker Service after attestation;
+//!   [`resources`] reads anything named by a path or a `kbs:///` URI.
+//!
+//! `unsafe` is denied everywhere except `attester::sys` (Occlum's SGX ioctls).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod attester;
 pub mod boot;
 pub mod cosign;
 pub mod digest;
 pub mod gpg;
+pub mod kbs;
 pub mod layer;
 pub mod lookaside;
 pub mod manifest;
@@ -22,6 +28,7 @@ pub mod policy;
 pub mod prefetch;
 pub mod pull;
 pub mod reference;
+pub mod resources;
 pub mod source;
 pub mod spool;
 pub mod unpack;

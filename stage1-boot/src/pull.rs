@@ -9,11 +9,13 @@ use std::sync::Arc;
 use encc_rootfs::{BuildError, BuildOptions, DataKey, RootHash, RootfsBuilder};
 
 use crate::digest::Digest;
+use crate::kbs::KbsClient;
 use crate::layer::{self, FetchError, Progress};
 use crate::manifest::{
     Descriptor, DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform,
 };
 use crate::ocicrypt::blockcipher::{layer_key, LayerKeyError};
+use crate::ocicrypt::keyprovider::{KekSource, PROVIDER_ATTESTATION_AGENT};
 use crate::ocicrypt::keys::PrivateKey;
 use crate::prefetch::Prefetch;
 use crate::source::{read_document, RegistryOptions, Source, SourceError};
@@ -42,6 +44,9 @@ pub struct PullOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// Private keys for ocicrypt-encrypted layers (like skopeo's `--decryption-key`).
     pub decryption_keys: Arc<Vec<PrivateKey>>,
+    /// The Key Broker Service that holds the KEKs of layers encrypted with Confidential
+    /// Containers' key provider (`…enc.keys.provider.attestation-agent`).
+    pub kbs: Option<Arc<KbsClient>>,
 }
 
 /// A manifest resolved for one platform, with its verified config.
@@ -458,21 +463,26 @@ fn apply(
             media_type: descriptor.media_type.clone(),
         })?;
     let key = if layer_type.encrypted {
-        if options.decryption_keys.is_empty() {
+        if options.decryption_keys.is_empty()
+            && options.kbs.is_none()
+            && !descriptor
+                .annotations
+                .contains_key(PROVIDER_ATTESTATION_AGENT)
+        {
             return Err(PullError::Encrypted {
                 reference,
                 digest: descriptor.digest,
                 media_type: descriptor.media_type.clone(),
             });
         }
-        let key =
-            layer_key(&descriptor.annotations, &options.decryption_keys).map_err(|source| {
-                PullError::LayerKey {
-                    reference: reference.clone(),
-                    digest: descriptor.digest,
-                    source: Box::new(source),
-                }
-            })?;
+        let kbs = options.kbs.as_deref().map(|k| k as &dyn KekSource);
+        let key = layer_key(&descriptor.annotations, &options.decryption_keys, kbs).map_err(
+            |source| PullError::LayerKey {
+                reference: reference.clone(),
+                digest: descriptor.digest,
+                source: Box::new(source),
+            },
+        )?;
         Some(key)
     } else {
         None

@@ -8,15 +8,18 @@ use crate::lookaside::{self, RegistriesD};
 use crate::policy::{check_claims, Policy, Requirement, SignedIdentity};
 use crate::pull::{PullError, ResolvedImage};
 use crate::reference::ImageRef;
+use crate::resources::Resources;
 use crate::source::Source;
 
 /// The payload type of a simple signature.
 const SIMPLE_SIGNING_TYPE: &str = "atomic container signature";
 
 /// Checks every requirement of the scope that applies to the source's reference. A
-/// rejection names the reference, the scope and why.
+/// rejection names the reference, the scope and why. Key paths may be `kbs:///` URIs,
+/// read through `resources`.
 pub fn check_policy(
     policy: &Policy,
+    resources: &Resources,
     registries: &RegistriesD,
     source: &dyn Source,
     resolved: &ResolvedImage,
@@ -48,8 +51,9 @@ pub fn check_policy(
                 };
                 let mut keyring = Vec::new();
                 for path in key_path.iter().chain(key_paths.iter().flatten()) {
-                    let bytes = std::fs::read(path)
-                        .map_err(|e| reject(format!("cannot read signedBy key {path}: {e}")))?;
+                    let bytes = resources.read(path).map_err(|e| {
+                        reject(format!("cannot read signedBy key {path}: {}", chain(&e)))
+                    })?;
                     keyring.extend_from_slice(&bytes);
                 }
                 if let Some(data) = key_data {
@@ -90,9 +94,15 @@ pub fn check_policy(
                     ));
                 };
                 let pem = match (key_path, key_data) {
-                    (Some(path), _) => std::fs::read_to_string(path).map_err(|e| {
-                        reject(format!("cannot read sigstoreSigned key {path}: {e}"))
-                    })?,
+                    (Some(path), _) => resources
+                        .read(path)
+                        .map_err(|e| chain(&e))
+                        .and_then(|b| {
+                            String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8 PEM".to_owned())
+                        })
+                        .map_err(|e| {
+                            reject(format!("cannot read sigstoreSigned key {path}: {e}"))
+                        })?,
                     (None, Some(data)) => base64::engine::general_purpose::STANDARD
                         .decode(data.trim())
                         .ok()
@@ -114,6 +124,18 @@ pub fn check_policy(
         }
     }
     Ok(())
+}
+
+/// An error and its causes on one line, for a rejection reason.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Accepts if one signature verifies with the keyring, signs `digest` and claims an

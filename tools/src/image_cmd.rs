@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use encc_rootfs::DataKey;
+use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::digest::Digest;
+use encc_stage1::kbs::{KbsConfig, ResourceUri};
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
 use encc_stage1::pull::{self, PullOptions};
@@ -31,15 +33,19 @@ pub enum ImageCommand {
         key_file: PathBuf,
         #[command(flatten)]
         source: SourceArgs,
-        /// Private key for encrypted layers (PEM or DER: PKCS#1, PKCS#8, SEC1; or a JWK);
-        /// repeat for several. The first key that opens a layer's key envelope is used.
+        /// Private key for encrypted layers (PEM or DER: PKCS#1, PKCS#8, SEC1; or a JWK), a
+        /// file or kbs:///REPO/TYPE/TAG; repeat for several. The first key that opens a
+        /// layer's key envelope is used.
         #[arg(long = "decryption-key", value_name = "KEYFILE")]
         decryption_keys: Vec<PathBuf>,
-        /// Signature policy (containers-policy.json) checked before any layer is fetched.
-        /// Default: $HOME/.config/containers/policy.json, then /etc/containers/policy.json;
-        /// with neither, the pull is refused unless --insecure-policy is given.
-        #[arg(long, conflicts_with = "insecure_policy")]
-        policy: Option<PathBuf>,
+        /// Signature policy (containers-policy.json) checked before any layer is fetched: a
+        /// file or kbs:///REPO/TYPE/TAG. Default: $HOME/.config/containers/policy.json, then
+        /// /etc/containers/policy.json; with neither, the pull is refused unless
+        /// --insecure-policy is given.
+        #[arg(long, conflicts_with = "insecure_policy", value_name = "FILE|URI")]
+        policy: Option<String>,
+        #[command(flatten)]
+        kbs: Box<KbsArgs>,
         /// Accept any image without checking signatures.
         #[arg(long = "insecure-policy")]
         insecure_policy: bool,
@@ -66,6 +72,33 @@ pub enum ImageCommand {
     },
 }
 
+/// The Key Broker Service (Confidential Containers' trustee, KBS protocol 0.4.0).
+#[derive(Args)]
+pub struct KbsArgs {
+    /// KBS URL (https://…, or http:// to a loopback KBS). kbs:///REPO/TYPE/TAG names in
+    /// --policy, --decryption-key, --authfile and inside the policy are fetched from it
+    /// after attestation, and so are the KEKs of layers encrypted for CoCo's key provider.
+    #[arg(long, value_name = "URL")]
+    kbs: Option<String>,
+    /// Evidence presented to the KBS: sample (insecure, for test KBSes; the native
+    /// platform's only choice) or sgx (DCAP quote via Occlum's /dev/sgx).
+    #[arg(long, value_name = "TEE", default_value = "sample", requires = "kbs")]
+    attester: AttesterKind,
+    /// Extra CA certificate (PEM) for the KBS's TLS certificate.
+    #[arg(long = "kbs-cert", value_name = "FILE", requires = "kbs")]
+    kbs_cert: Option<PathBuf>,
+}
+
+impl KbsArgs {
+    fn config(&self) -> Option<KbsConfig> {
+        self.kbs.as_ref().map(|url| KbsConfig {
+            attester: self.attester,
+            ca_cert: self.kbs_cert.clone(),
+            ..KbsConfig::new(url.clone())
+        })
+    }
+}
+
 /// How to reach the image.
 #[derive(Args)]
 pub struct SourceArgs {
@@ -75,7 +108,8 @@ pub struct SourceArgs {
     /// Require HTTPS with verified certificates (false: skip verification, allow plain HTTP).
     #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set)]
     tls_verify: bool,
-    /// Auth file (containers auth.json or Docker config.json format).
+    /// Auth file (containers auth.json or Docker config.json format), a file or (for
+    /// image pull) kbs:///REPO/TYPE/TAG.
     #[arg(long)]
     authfile: Option<PathBuf>,
     /// Directory of extra CA certificates (*.crt).
@@ -107,6 +141,7 @@ pub fn run(command: ImageCommand) -> Result<()> {
             source,
             decryption_keys,
             policy,
+            kbs,
             insecure_policy,
             registries_d,
             json,
@@ -115,12 +150,14 @@ pub fn run(command: ImageCommand) -> Result<()> {
             let key = DataKey::read_file(&key_file)?;
             let config = Stage1Config {
                 policy: match (policy, insecure_policy) {
-                    (Some(path), _) => PolicySource::File(path),
+                    (Some(uri), _) if ResourceUri::is_kbs(&uri) => PolicySource::Kbs(uri.parse()?),
+                    (Some(path), _) => PolicySource::File(path.into()),
                     (None, true) => PolicySource::InsecureAcceptAnything,
                     (None, false) => PolicySource::Default,
                 },
                 registries_d,
                 decryption_keys,
+                kbs: kbs.config(),
                 pull: PullOptions {
                     platform: source.platform.clone(),
                     registry: source.registry_options(),

@@ -4,6 +4,8 @@
 //! - `org.opencontainers.image.enc.keys.jwe`: comma-separated base64 JWEs, each opening (with
 //!   one of the decryption keys) to the private options JSON
 //!   `{"symkey": b64, "digest": "sha256:…", "cipheroptions": {"nonce": b64}}`;
+//! - `org.opencontainers.image.enc.keys.provider.attestation-agent`: the same private
+//!   options wrapped with a KEK held by a Key Broker Service (see [`super::keyprovider`]);
 //! - `org.opencontainers.image.enc.pubopts`: base64 of the public options JSON
 //!   `{"cipher": "AES_256_CTR_HMAC_SHA256", "hmac": b64, "cipheroptions": {}}`.
 //!
@@ -22,8 +24,12 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::jwe;
+use super::keyprovider::{
+    AnnotationPacket, KekSource, KeyProviderError, PROVIDER_ATTESTATION_AGENT,
+};
 use super::keys::PrivateKey;
 use crate::digest::Digest;
+use crate::kbs::KbsError;
 
 /// Annotation holding the JWE-wrapped private options.
 pub const KEYS_JWE: &str = "org.opencontainers.image.enc.keys.jwe";
@@ -53,8 +59,26 @@ impl std::fmt::Debug for LayerKey {
 #[derive(Debug, thiserror::Error)]
 pub enum LayerKeyError {
     /// The layer carries none of the annotations encc can use.
-    #[error("the layer has no {KEYS_JWE} annotation (other key providers are not configured)")]
+    #[error("the layer has neither a {KEYS_JWE} nor a {PROVIDER_ATTESTATION_AGENT} annotation")]
     NoJwe,
+    /// The layer's key is wrapped with a KEK from a KBS, and no KBS is configured.
+    #[error("the layer key is wrapped with the KEK {kid} from a Key Broker Service, and no KBS is configured (--kbs URL)")]
+    NoKbs {
+        /// The KBS resource named by the annotation.
+        kid: String,
+    },
+    /// The key provider annotation cannot be used.
+    #[error(transparent)]
+    Provider(#[from] KeyProviderError),
+    /// The KEK could not be fetched from the KBS.
+    #[error("cannot get the layer KEK {kid}")]
+    Kek {
+        /// The KBS resource.
+        kid: String,
+        /// The cause.
+        #[source]
+        source: KbsError,
+    },
     /// No decryption key was given.
     #[error("no decryption key is configured")]
     NoKeys,
@@ -107,15 +131,49 @@ fn b64(annotation: &'static str, what: &str, s: &str) -> Result<Vec<u8>, LayerKe
         })
 }
 
-/// The layer key for a descriptor's annotations, opened with the first key that works.
+/// The layer key for a descriptor's annotations: from the JWE recipients with the first
+/// private key that opens one, else from the key provider annotation with its KEK from
+/// `kbs`.
 pub fn layer_key(
     annotations: &BTreeMap<String, String>,
     keys: &[PrivateKey],
+    kbs: Option<&dyn KekSource>,
 ) -> Result<LayerKey, LayerKeyError> {
-    let jwes = annotations.get(KEYS_JWE).ok_or(LayerKeyError::NoJwe)?;
-    if keys.is_empty() {
-        return Err(LayerKeyError::NoKeys);
+    let jwes = annotations.get(KEYS_JWE);
+    let provider = annotations.get(PROVIDER_ATTESTATION_AGENT);
+    if jwes.is_none() && provider.is_none() {
+        return Err(LayerKeyError::NoJwe);
     }
+    let hmac = public_hmac(annotations)?;
+    let jwe_error = match (jwes, provider) {
+        (Some(jwes), _) if !keys.is_empty() => match open_jwes(jwes, keys) {
+            Ok(plain) => return parse_private(&plain, hmac, KEYS_JWE),
+            Err(e) => Some(e),
+        },
+        (Some(_), None) => return Err(LayerKeyError::NoKeys),
+        _ => None,
+    };
+    let Some(value) = provider else {
+        return Err(jwe_error.unwrap_or(LayerKeyError::NoKeys));
+    };
+    if let Some(e) = &jwe_error {
+        log::debug!("layer key: no local key opens the JWE recipients ({e}); trying the KBS");
+    }
+    let packet = AnnotationPacket::parse(value)?;
+    let kid = packet.kid.to_string();
+    let Some(kbs) = kbs else {
+        return Err(jwe_error.unwrap_or(LayerKeyError::NoKbs { kid }));
+    };
+    let kek = kbs.kek(&packet.kid).map_err(|source| LayerKeyError::Kek {
+        kid: kid.clone(),
+        source,
+    })?;
+    let plain = packet.unwrap(&kek)?;
+    parse_private(&plain, hmac, PROVIDER_ATTESTATION_AGENT)
+}
+
+/// The HMAC from the public options; the cipher must be ocicrypt's only one.
+fn public_hmac(annotations: &BTreeMap<String, String>) -> Result<Vec<u8>, LayerKeyError> {
     let pubopts = annotations
         .get(PUBOPTS)
         .ok_or_else(|| LayerKeyError::Malformed {
@@ -130,14 +188,17 @@ pub fn layer_key(
     if public.cipher != AES_256_CTR_HMAC_SHA256 {
         return Err(LayerKeyError::Cipher(public.cipher));
     }
-    let hmac = b64(PUBOPTS, "hmac", &public.hmac)?;
+    b64(PUBOPTS, "hmac", &public.hmac)
+}
 
+/// The private options from the first JWE entry a key opens.
+fn open_jwes(jwes: &str, keys: &[PrivateKey]) -> Result<Zeroizing<Vec<u8>>, LayerKeyError> {
     let entries: Vec<&str> = jwes.split(',').filter(|s| !s.trim().is_empty()).collect();
     let mut last = None;
     for entry in &entries {
         let json = b64(KEYS_JWE, "an entry", entry)?;
         match jwe::decrypt(&json, keys) {
-            Ok(plain) => return parse_private(&plain, hmac),
+            Ok(plain) => return Ok(plain),
             Err(e) => last = Some(e),
         }
     }
@@ -154,19 +215,20 @@ pub fn layer_key(
     })
 }
 
-fn parse_private(plain: &[u8], hmac: Vec<u8>) -> Result<LayerKey, LayerKeyError> {
-    let bad = |reason: String| LayerKeyError::Malformed {
-        annotation: KEYS_JWE,
-        reason,
-    };
+fn parse_private(
+    plain: &[u8],
+    hmac: Vec<u8>,
+    annotation: &'static str,
+) -> Result<LayerKey, LayerKeyError> {
+    let bad = |reason: String| LayerKeyError::Malformed { annotation, reason };
     let opts: PrivateOptions =
         serde_json::from_slice(plain).map_err(|e| bad(format!("private options: {e}")))?;
-    let symkey = Zeroizing::new(b64(KEYS_JWE, "symkey", &opts.symkey)?);
+    let symkey = Zeroizing::new(b64(annotation, "symkey", &opts.symkey)?);
     let nonce = opts
         .cipheroptions
         .get("nonce")
         .ok_or_else(|| bad("private options have no nonce".into()))?;
-    let nonce = b64(KEYS_JWE, "nonce", nonce)?;
+    let nonce = b64(annotation, "nonce", nonce)?;
     let mut key = Zeroizing::new([0u8; 32]);
     if symkey.len() != 32 {
         return Err(bad(format!("symkey is {} bytes, not 32", symkey.len())));
@@ -255,4 +317,81 @@ pub struct HmacMismatch;
 /// Whether `e` (possibly passed through a decompressor) is an HMAC mismatch.
 pub fn is_hmac_mismatch(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<HmacMismatch>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kbs::ResourceUri;
+    use crate::ocicrypt::keyprovider::tests::annotation;
+    use base64::engine::general_purpose::STANDARD;
+
+    const KID: &str = "kbs:///default/image-kek/layer";
+
+    struct Keks(Option<[u8; 32]>);
+
+    impl KekSource for Keks {
+        fn kek(&self, kid: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+            assert_eq!(kid.to_string(), KID);
+            self.0
+                .map(|k| Zeroizing::new(k.to_vec()))
+                .ok_or_else(|| KbsError::Status {
+                    url: "http://kbs/kbs/v0/resource/default/image-kek/layer".into(),
+                    status: 403,
+                    problem: ": denied".into(),
+                })
+        }
+    }
+
+    fn provider_only(kek: &[u8; 32], wrap: &str) -> BTreeMap<String, String> {
+        let options = format!(
+            r#"{{"symkey":"{}","digest":"sha256:{}","cipheroptions":{{"nonce":"{}"}}}}"#,
+            STANDARD.encode([1u8; 32]),
+            "ab".repeat(32),
+            STANDARD.encode([2u8; 16])
+        );
+        let pubopts = format!(
+            r#"{{"cipher":"{AES_256_CTR_HMAC_SHA256}","hmac":"{}","cipheroptions":{{}}}}"#,
+            STANDARD.encode([3u8; 32])
+        );
+        BTreeMap::from([
+            (PUBOPTS.to_owned(), STANDARD.encode(pubopts)),
+            (
+                PROVIDER_ATTESTATION_AGENT.to_owned(),
+                annotation(KID, kek, options.as_bytes(), wrap),
+            ),
+        ])
+    }
+
+    #[test]
+    fn provider_annotation_opens_with_the_kbs_kek() {
+        let kek = [7u8; 32];
+        for wrap in ["A256GCM", "A256CTR"] {
+            let key = layer_key(&provider_only(&kek, wrap), &[], Some(&Keks(Some(kek)))).unwrap();
+            assert_eq!(key.plain_digest.hex(), "ab".repeat(32));
+            assert!(format!("{key:?}").contains("redacted"));
+        }
+    }
+
+    #[test]
+    fn provider_annotation_errors_name_the_kid() {
+        let annotations = provider_only(&[7u8; 32], "A256GCM");
+        let err = layer_key(&annotations, &[], None).unwrap_err();
+        assert!(matches!(err, LayerKeyError::NoKbs { .. }), "{err}");
+        assert!(
+            err.to_string().contains(KID) && err.to_string().contains("--kbs"),
+            "{err}"
+        );
+        let err = layer_key(&annotations, &[], Some(&Keks(None))).unwrap_err();
+        assert!(
+            matches!(err, LayerKeyError::Kek { .. }) && err.to_string().contains(KID),
+            "{err}"
+        );
+        let err = layer_key(&annotations, &[], Some(&Keks(Some([8u8; 32])))).unwrap_err();
+        assert!(err.to_string().contains(KID), "{err}");
+        assert!(matches!(
+            layer_key(&BTreeMap::new(), &[], None),
+            Err(LayerKeyError::NoJwe)
+        ));
+    }
 }

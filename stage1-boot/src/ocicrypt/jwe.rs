@@ -56,7 +56,33 @@ pub enum JweError {
 /// Decrypts a JWE in JSON serialization with the first recipient/key pair that opens it.
 pub fn decrypt(jwe_json: &[u8], keys: &[PrivateKey]) -> Result<Zeroizing<Vec<u8>>, JweError> {
     let raw: RawJwe = serde_json::from_slice(jwe_json).map_err(JweError::Json)?;
-    let content = Content::parse(&raw)?;
+    let content = Content::parse(&raw, Aad::Rfc7516)?;
+    open(&raw, &content, keys)
+}
+
+/// Decrypts a Key Broker Service resource response: the flattened serialization with the
+/// key agreement in the protected header, authenticated over the ASCII of the encoded
+/// protected header alone. (Trustee repeats that value in `aad`; kbs_protocol ignores the
+/// member, and so does this.)
+pub fn decrypt_kbs_response(
+    jwe_json: &[u8],
+    key: &PrivateKey,
+) -> Result<Zeroizing<Vec<u8>>, JweError> {
+    let raw: RawJwe = serde_json::from_slice(jwe_json).map_err(JweError::Json)?;
+    if raw.recipients.is_some() {
+        return Err(JweError::Malformed(
+            "a KBS response uses the flattened serialization",
+        ));
+    }
+    let content = Content::parse(&raw, Aad::ProtectedOnly)?;
+    open(&raw, &content, std::slice::from_ref(key))
+}
+
+fn open(
+    raw: &RawJwe,
+    content: &Content,
+    keys: &[PrivateKey],
+) -> Result<Zeroizing<Vec<u8>>, JweError> {
     let recipients = raw.recipients()?;
     let mut first_error = None;
     let mut auth_failed = false;
@@ -67,7 +93,7 @@ pub fn decrypt(jwe_json: &[u8], keys: &[PrivateKey]) -> Result<Zeroizing<Vec<u8>
             raw.unprotected.as_ref(),
             header.as_ref(),
         )
-        .and_then(|header| open_recipient(&content, &header, encrypted_key, keys));
+        .and_then(|header| open_recipient(content, &header, encrypted_key, keys));
         match result {
             Ok(Opened::Plaintext(plaintext)) => return Ok(plaintext),
             Ok(Opened::AuthFailed) => auth_failed = true,
@@ -88,6 +114,15 @@ pub fn decrypt(jwe_json: &[u8], keys: &[PrivateKey]) -> Result<Zeroizing<Vec<u8>
             recipients: recipients.len(),
         }),
     }
+}
+
+/// What the content encryption authenticates besides the ciphertext.
+#[derive(Clone, Copy)]
+enum Aad {
+    /// RFC 7516 §5.1 step 14: the protected header, then `.` and the `aad` member if any.
+    Rfc7516,
+    /// The protected header only (trustee's KBS responses).
+    ProtectedOnly,
 }
 
 /// The JSON serialization: general (`recipients`) or flattened (`header`, `encrypted_key`).
@@ -143,7 +178,7 @@ struct Content {
 }
 
 impl Content {
-    fn parse(raw: &RawJwe) -> Result<Self, JweError> {
+    fn parse(raw: &RawJwe, mode: Aad) -> Result<Self, JweError> {
         let protected_b64 = raw.protected.as_deref().unwrap_or("");
         let protected = if protected_b64.is_empty() {
             Map::new()
@@ -154,7 +189,7 @@ impl Content {
         };
         // RFC 7516 §5.1 step 14: ASCII(BASE64URL(protected) [ '.' BASE64URL(aad) ]).
         let mut aad = protected_b64.as_bytes().to_vec();
-        if let Some(extra) = &raw.aad {
+        if let (Aad::Rfc7516, Some(extra)) = (mode, &raw.aad) {
             b64(extra, "aad is not base64url")?;
             aad.push(b'.');
             aad.extend_from_slice(extra.as_bytes());

@@ -124,6 +124,13 @@ impl PrivateKey {
         })
     }
 
+    /// A P-256 key held in memory (the KBS client's ephemeral TEE key).
+    pub(crate) fn from_p256(key: p256::SecretKey) -> Self {
+        Self {
+            material: KeyMaterial::P256(key),
+        }
+    }
+
     /// Parses a private key from PEM, DER (PKCS#1, PKCS#8 or SEC1) or JWK.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         let trimmed = bytes.trim_ascii_start();

@@ -16,7 +16,7 @@ use crate::reference::{DockerRef, ImageRef};
 
 mod auth;
 
-pub use auth::Credentials;
+pub use auth::{AuthData, Credentials};
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct RegistryOptions {
     pub cert_dir: Option<PathBuf>,
     /// Auth file to use instead of the default search.
     pub authfile: Option<PathBuf>,
+    /// Auth file contents to use instead of any file (wins over `authfile`).
+    pub auth_data: Option<Arc<AuthData>>,
     /// Registries (`host:port`) that may be reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// Timeout to connect and to wait for each response.
@@ -40,6 +42,7 @@ impl Default for RegistryOptions {
             tls_verify: true,
             cert_dir: None,
             authfile: None,
+            auth_data: None,
             insecure_registries: Vec::new(),
             timeout: Duration::from_secs(30),
         }
@@ -104,7 +107,11 @@ impl RegistrySource {
         let plain_allowed = image.is_loopback()
             || options.insecure_registries.contains(&image.registry)
             || !options.tls_verify;
-        let credentials = auth::find_credentials(&image, options.authfile.as_deref())?;
+        let credentials = auth::find_credentials(
+            &image,
+            options.authfile.as_deref(),
+            options.auth_data.as_deref(),
+        )?;
         let tls = tls_config(options)?;
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)

@@ -1,4 +1,6 @@
-//! Fuzzing support for encc: open an image made of the fuzz input and walk all of it.
+//! Fuzzing support for encc: open an image made of the fuzz input and walk all of it; and
+//! stage 1's parsers of untrusted input ([`jwe`], [`annotation_packet`]; the `policy_json`
+//! target calls `Policy::parse` directly).
 //!
 //! Random bytes almost never pass the superblock's AEAD, so the fuzzer starts from valid
 //! images written by `build_corpus` under [`fuzz_key`]; its mutations then exercise the
@@ -123,4 +125,35 @@ fn visit(reader: &RootfsReader, inode: &Inode, buf: &mut [u8], walked: &mut Walk
 /// A temporary file name of this process (libFuzzer's `-jobs`/`-fork` run several).
 fn input_path() -> PathBuf {
     std::env::temp_dir().join(format!("encc-fuzz-{}.img", std::process::id()))
+}
+
+/// A P-256 key (fuzzing only) for the `jwe` target.
+const FUZZ_EC_KEY: &[u8] = b"-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgtsE9tFsV2/L3V8Fo
+QkYvNOHe6srpB3InCvGg7qGkLWmhRANCAAR8D+7RkXN6sZJvks81T078FJsLwzif
+SIpw5uW3JSgXAajmGVLthhMxbsgQTjk4cGwD/62/pyY2iizqh5c3KI8J
+-----END PRIVATE KEY-----
+";
+
+/// Parses `data` as an ocicrypt JWE (general or flattened) and as a KBS response; both
+/// must fail cleanly on anything they cannot open.
+pub fn jwe(data: &[u8]) {
+    use encc_stage1::ocicrypt::{jwe, keys::PrivateKey};
+    static KEY: std::sync::OnceLock<Option<PrivateKey>> = std::sync::OnceLock::new();
+    let Some(key) = KEY.get_or_init(|| PrivateKey::from_bytes(FUZZ_EC_KEY).ok()) else {
+        return;
+    };
+    let _ = jwe::decrypt(data, std::slice::from_ref(key));
+    let _ = jwe::decrypt_kbs_response(data, key);
+}
+
+/// Parses `data` as the CoCo key provider annotation and unwraps it with a fixed KEK.
+pub fn annotation_packet(data: &[u8]) {
+    use encc_stage1::ocicrypt::keyprovider::AnnotationPacket;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(packet) = AnnotationPacket::parse(text) {
+        let _ = packet.unwrap(&[7u8; 32]);
+    }
 }

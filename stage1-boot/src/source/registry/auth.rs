@@ -29,6 +29,29 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// An auth file's contents held in memory (e.g. fetched from a Key Broker Service), used
+/// instead of any auth file on disk. Zeroized on drop; `Debug` shows only its name.
+pub struct AuthData {
+    name: String,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl AuthData {
+    /// Contents of the auth file called `name` (for messages).
+    pub fn new(name: impl Into<String>, bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self {
+            name: name.into(),
+            bytes,
+        }
+    }
+}
+
+impl fmt::Debug for AuthData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuthData({}, <redacted>)", self.name)
+    }
+}
+
 /// What to send in `Authorization`.
 pub(super) enum AuthState {
     None,
@@ -163,7 +186,14 @@ fn parse_challenge(s: &str) -> Option<(String, HashMap<String, String>)> {
 pub(super) fn find_credentials(
     image: &DockerRef,
     authfile: Option<&Path>,
+    data: Option<&AuthData>,
 ) -> Result<Option<Credentials>, SourceError> {
+    if let Some(data) = data {
+        return lookup(&data.bytes, image).map_err(|reason| SourceError::Invalid {
+            reference: image.to_string(),
+            reason: format!("auth file {}: {reason}", data.name),
+        });
+    }
     let files: Vec<PathBuf> = match authfile {
         Some(f) => vec![f.to_owned()],
         None => {

@@ -1,0 +1,386 @@
+//! The RCAR exchange over HTTP(S) with ureq, and resource requests on the session.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::json;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::Agent;
+use zeroize::Zeroizing;
+
+use super::protocol::{self, AttestResponse, Challenge, HashAlgorithm, Problem};
+use super::tee_key::TeeKey;
+use super::{KbsError, ResourceUri};
+use crate::attester::{Attester, AttesterKind};
+
+/// Largest response body accepted from a KBS.
+const MAX_BODY: u64 = 16 << 20;
+
+/// How to reach the KBS.
+#[derive(Debug, Clone)]
+pub struct KbsConfig {
+    /// Base URL, e.g. `https://kbs.example:8080`. Plain `http://` only to loopback.
+    pub url: String,
+    /// Which evidence to present.
+    pub attester: AttesterKind,
+    /// Extra CA certificate (PEM) for the KBS's TLS certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// Timeout to connect and for each response.
+    pub timeout: Duration,
+}
+
+impl KbsConfig {
+    /// A KBS at `url` with the sample attester and a 30 s timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            attester: AttesterKind::Sample,
+            ca_cert: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An attested session: the cookie and token the KBS gave, and the key it encrypts to.
+struct Session {
+    cookie: Option<Zeroizing<String>>,
+    token: Zeroizing<String>,
+    key: TeeKey,
+}
+
+/// A KBS client. Attests on first use; the session is shared by all requests.
+pub struct KbsClient {
+    base: String,
+    agent: Agent,
+    attester: Box<dyn Attester>,
+    session: Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for KbsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KbsClient({}, {})", self.base, self.attester.tee())
+    }
+}
+
+impl KbsClient {
+    /// A client for `config` (no request is made yet).
+    pub fn new(config: &KbsConfig) -> Result<Self, KbsError> {
+        Self::with_attester(config, config.attester.attester())
+    }
+
+    /// A client that presents `attester`'s evidence.
+    pub fn with_attester(
+        config: &KbsConfig,
+        attester: Box<dyn Attester>,
+    ) -> Result<Self, KbsError> {
+        let base = check_url(&config.url)?;
+        let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
+            .certs
+            .into_iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        if let Some(path) = &config.ca_cert {
+            let cert_err = |source| KbsError::Cert {
+                path: path.clone(),
+                source,
+            };
+            let pem = std::fs::read(path).map_err(cert_err)?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                cert_err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ))
+            })?;
+            roots.push(cert);
+        }
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .build();
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.timeout))
+            .timeout_recv_response(Some(config.timeout))
+            .timeout_per_read(Some(config.timeout))
+            .max_redirects(0)
+            .user_agent(concat!("encc/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build()
+            .into();
+        Ok(Self {
+            base,
+            agent,
+            attester,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// The KBS base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Fetches and decrypts a resource, attesting first if there is no session and once
+    /// more if the KBS answers 401.
+    pub fn resource(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+        self.fetch(uri).map_err(|source| KbsError::Resource {
+            uri: uri.to_string(),
+            kbs: self.base.clone(),
+            source: Box::new(source),
+        })
+    }
+
+    fn fetch(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+        let url = format!("{}/kbs/v0/resource/{}", self.base, uri.path());
+        let mut session = self.lock_session();
+        for attempt in 0..2 {
+            if session.is_none() || attempt == 1 {
+                *session = Some(self.attest()?);
+            }
+            let Some(current) = session.as_ref() else {
+                continue;
+            };
+            let mut req = self.agent.get(&url);
+            req = match &current.cookie {
+                Some(cookie) => req.header(
+                    "Cookie",
+                    &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
+                ),
+                None => req.header(
+                    "Authorization",
+                    &format!("Bearer {}", current.token.as_str()),
+                ),
+            };
+            let resp = req.call().map_err(|source| http_err(&url, source))?;
+            let status = resp.status().as_u16();
+            let body = read_body(&url, resp)?;
+            match status {
+                200 => {
+                    let plain = current.key.open(&body).map_err(KbsError::Decrypt)?;
+                    log::info!("KBS: got {uri} ({} bytes)", plain.len());
+                    return Ok(plain);
+                }
+                401 if attempt == 0 => {
+                    log::warn!(
+                        "KBS {url} answered 401{}; attesting again",
+                        Problem::describe(&body)
+                    );
+                }
+                _ => {
+                    return Err(KbsError::Status {
+                        url,
+                        status,
+                        problem: Problem::describe(&body),
+                    })
+                }
+            }
+        }
+        Err(KbsError::Protocol {
+            url,
+            reason: "still unauthorized after attesting again".into(),
+        })
+    }
+
+    fn lock_session(&self) -> MutexGuard<'_, Option<Session>> {
+        // A session is replaced whole, so a poisoned lock still holds a valid value.
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// auth → attest with a fresh key.
+    fn attest(&self) -> Result<Session, KbsError> {
+        let tee = self.attester.tee();
+        let key = TeeKey::generate().ok_or(KbsError::Random)?;
+        let url = format!("{}/kbs/v0/auth", self.base);
+        let request = protocol::Request {
+            version: protocol::PROTOCOL_VERSION,
+            tee,
+            extra_params: json!(""),
+        };
+        let (body, mut cookie) = self.post(&url, &request, None)?;
+        let challenge: Challenge =
+            serde_json::from_slice(&body).map_err(|e| KbsError::Protocol {
+                url: url.clone(),
+                reason: format!("the challenge is not {{\"nonce\", \"extra-params\"}}: {e}"),
+            })?;
+        let hash = HashAlgorithm::from_challenge(&challenge.extra_params).map_err(|reason| {
+            KbsError::Protocol {
+                url: url.clone(),
+                reason,
+            }
+        })?;
+        let Some(session_cookie) = cookie.take() else {
+            return Err(KbsError::Protocol {
+                url,
+                reason: format!("no {} cookie was set", protocol::SESSION_COOKIE),
+            });
+        };
+        let report_data = protocol::report_data(&challenge.nonce, key.public_jwk(), hash);
+        let evidence = self
+            .attester
+            .evidence(&report_data)
+            .map_err(|source| KbsError::Evidence { tee, source })?;
+        let attestation = protocol::Attestation {
+            runtime_data: protocol::runtime_data(&challenge.nonce, key.public_jwk()),
+            tee_evidence: protocol::CompositeEvidence {
+                primary_evidence: evidence,
+                additional_evidence: String::new(),
+            },
+        };
+        let url = format!("{}/kbs/v0/attest", self.base);
+        let (body, renewed) = self.post(&url, &attestation, Some(&session_cookie))?;
+        let response: AttestResponse =
+            serde_json::from_slice(&body).map_err(|e| KbsError::Protocol {
+                url: url.clone(),
+                reason: format!("the attestation result is not {{\"token\"}}: {e}"),
+            })?;
+        log::info!("KBS {}: attested as TEE {tee}", self.base);
+        Ok(Session {
+            cookie: Some(renewed.unwrap_or(session_cookie)),
+            token: Zeroizing::new(response.token),
+            key,
+        })
+    }
+
+    /// POSTs JSON; returns the body of a 200 answer and the session cookie it set, if any.
+    fn post(
+        &self,
+        url: &str,
+        body: &impl serde::Serialize,
+        cookie: Option<&Zeroizing<String>>,
+    ) -> Result<(Vec<u8>, Option<Zeroizing<String>>), KbsError> {
+        let json = serde_json::to_vec(body).map_err(|e| KbsError::Protocol {
+            url: url.to_owned(),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        let mut req = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        if let Some(cookie) = cookie {
+            req = req.header(
+                "Cookie",
+                &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
+            );
+        }
+        let resp = req
+            .send(&json[..])
+            .map_err(|source| http_err(url, source))?;
+        let status = resp.status().as_u16();
+        let set_cookie = session_cookie(&resp);
+        let body = read_body(url, resp)?;
+        if status != 200 {
+            return Err(KbsError::Status {
+                url: url.to_owned(),
+                status,
+                problem: Problem::describe(&body),
+            });
+        }
+        Ok((body, set_cookie))
+    }
+}
+
+fn http_err(url: &str, source: ureq::Error) -> KbsError {
+    KbsError::Http {
+        url: url.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+fn read_body(url: &str, resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, KbsError> {
+    let mut body = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| KbsError::Protocol {
+            url: url.to_owned(),
+            reason: format!("cannot read the answer: {e}"),
+        })?;
+    if body.len() as u64 > MAX_BODY {
+        return Err(KbsError::Protocol {
+            url: url.to_owned(),
+            reason: format!("the answer is larger than {MAX_BODY} bytes"),
+        });
+    }
+    Ok(body)
+}
+
+/// The value of the `kbs-session-id` cookie a response sets.
+fn session_cookie(resp: &ureq::http::Response<ureq::Body>) -> Option<Zeroizing<String>> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.trim() == protocol::SESSION_COOKIE)
+        .map(|(_, value)| Zeroizing::new(value.trim().trim_matches('"').to_owned()))
+}
+
+/// `https://…`, or `http://…` to a loopback host: a resource is encrypted to the TEE key,
+/// but only TLS tells the client that the policy and keys come from the right KBS.
+fn check_url(url: &str) -> Result<String, KbsError> {
+    let err = |reason| KbsError::Url {
+        url: url.to_owned(),
+        reason,
+    };
+    let base = url.trim_end_matches('/');
+    let (scheme, rest) = base.split_once("://").ok_or(err("not an http(s) URL"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(err("no host, or user info in the URL"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(err("a query or fragment in the URL"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    match scheme {
+        "https" => Ok(base.to_owned()),
+        "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(base.to_owned()),
+        "http" => Err(err(
+            "plain HTTP is allowed only to a loopback KBS; use https://",
+        )),
+        _ => Err(err("not an http(s) URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            check_url("https://kbs.example:8080/").unwrap(),
+            "https://kbs.example:8080"
+        );
+        assert!(check_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_url("http://[::1]:8080").is_ok());
+        for bad in [
+            "http://kbs.example",
+            "ftp://kbs.example",
+            "kbs.example",
+            "https://",
+            "https://user@kbs.example",
+            "https://kbs.example/?x",
+        ] {
+            let err = check_url(bad).unwrap_err();
+            assert!(err.to_string().contains(bad.trim_end_matches('/')), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_kbs_is_an_error_naming_the_resource() {
+        let mut config = KbsConfig::new("http://127.0.0.1:9");
+        config.timeout = Duration::from_secs(2);
+        let client = KbsClient::new(&config).unwrap();
+        let uri: ResourceUri = "kbs:///default/key/one".parse().unwrap();
+        let err = client.resource(&uri).unwrap_err();
+        assert!(err.to_string().contains("kbs:///default/key/one"), "{err}");
+        assert!(format!("{client:?}").contains("127.0.0.1:9"));
+    }
+}
