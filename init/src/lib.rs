@@ -1,0 +1,22 @@
+//! encc's in-enclave init on the native platform, as a library shared by the `init`
+//! binary, `encc rootfs run` and the native PAL library.
+//!
+//! - [`config`]: the trusted boot config;
+//! - [`launch`]: image config + boot config + untrusted launch request → the process;
+//! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
+//! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
+//! - [`run`]: running one container to its end with signals forwarded.
+//!
+//! The native platform simulates the enclave lifecycle with namespaces; it has no memory
+//! encryption and no hardware attestation, and says so when an enclave starts.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod enclave;
+pub mod host;
+pub mod launch;
+mod protocol;
+pub mod run;
+pub mod stage1;
+mod sys;
