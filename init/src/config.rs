@@ -141,6 +141,29 @@ pub struct LoadedConfig {
 }
 
 impl BootConfig {
+    /// Defaults for debugging tools: the given store, any image accepted, nothing from
+    /// the host allowed in.
+    pub fn debugging(store: PathBuf) -> Self {
+        Self {
+            store,
+            policy: None,
+            insecure_policy: true,
+            registries_d: default_registries_d(),
+            kbs: None,
+            decryption_keys: Vec::new(),
+            insecure_registries: Vec::new(),
+            allow_host_args: false,
+            env_allowlist: Vec::new(),
+            env: Vec::new(),
+            tmpfs_size: DEFAULT_TMPFS_SIZE,
+            hostname: default_hostname(),
+            hosts: Vec::new(),
+            dns: Vec::new(),
+            net_namespace: false,
+            log_level: default_log_level(),
+        }
+    }
+
     /// Reads and validates a boot config file.
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {

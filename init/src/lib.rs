@@ -1,7 +1,7 @@
 //! encc's in-enclave init on the native platform, as a library shared by the `init`
 //! binary, `encc rootfs run` and the native PAL library.
 //!
-//! - [`config`]: the trusted boot config;
+//! - [`config`]: the trusted boot config ([`config_args`]: the flags that compose one);
 //! - [`launch`]: image config + boot config + untrusted launch request → the process;
 //! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
 //! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod config_args;
 pub mod enclave;
 pub mod host;
 pub mod launch;
