@@ -23,6 +23,7 @@ mod format;
 pub mod fuse;
 mod key;
 mod merkle;
+pub mod occlum;
 mod path;
 mod reader;
 

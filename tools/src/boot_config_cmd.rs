@@ -7,6 +7,8 @@ use clap::Subcommand;
 use encc_init::config::BootConfig;
 use encc_init::config_args::BootConfigArgs;
 
+// Init's flags are many; the enum lives once per process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum BootConfigCommand {
     /// Prints a valid boot config built from flags (redirect it to a file).
