@@ -23,6 +23,7 @@
 #ifndef ENCC_PAL_H
 #define ENCC_PAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -68,6 +69,11 @@ int occlum_pal_exec(struct occlum_pal_exec_args *args);
 /* pid -1: every process; sig: SIGKILL or SIGTERM. */
 int occlum_pal_kill(int pid, int sig);
 int occlum_pal_destroy(void);
+
+/* encc's extension (not in Occlum's or rune's ABI): after init, copies the only program
+ * create_process may start into buf (NUL-terminated); returns its length, or -1 with errno
+ * (EINVAL before init, ENOSPC when len is too small). */
+int encc_pal_entry_program(char *buf, size_t len);
 
 /* ---- rune Enclave Runtime PAL API v2/v3 -------------------------------------------------- */
 

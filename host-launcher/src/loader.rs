@@ -202,6 +202,19 @@ impl Pal {
             .map_err(|e| self.call_error("occlum_pal_kill", e))
     }
 
+    /// The program `create_process` may start, from encc's optional
+    /// `encc_pal_entry_program` extension (after `init`); `None` when the PAL lacks it
+    /// (Occlum's own PAL).
+    pub fn entry_program(&self) -> Option<Result<String, PalError>> {
+        self.symbols.entry_program().map(|r| {
+            r.map_err(|source| PalError::Call {
+                call: "encc_pal_entry_program",
+                path: self.path.clone(),
+                source,
+            })
+        })
+    }
+
     /// `occlum_pal_destroy`: tears the enclave down.
     pub fn destroy(&self) -> Result<(), PalError> {
         self.symbols

@@ -11,8 +11,8 @@ use libloading::os::unix::Library;
 
 use crate::ffi::{
     occlum_pal_attr_t, occlum_pal_create_process_args, occlum_pal_exec_args, occlum_stdio_fds_t,
-    OcclumPalCreateProcessFn, OcclumPalDestroyFn, OcclumPalExecFn, OcclumPalGetVersionFn,
-    OcclumPalInitFn, OcclumPalKillFn,
+    EnccPalEntryProgramFn, OcclumPalCreateProcessFn, OcclumPalDestroyFn, OcclumPalExecFn,
+    OcclumPalGetVersionFn, OcclumPalInitFn, OcclumPalKillFn,
 };
 
 /// Why a PAL library could not be opened.
@@ -30,6 +30,8 @@ pub(super) struct OcclumSymbols {
     exec: OcclumPalExecFn,
     kill: OcclumPalKillFn,
     destroy: OcclumPalDestroyFn,
+    /// encc's optional extension (absent from Occlum's own PAL).
+    entry_program: Option<EnccPalEntryProgramFn>,
     /// Keeps the library loaded while the pointers above are callable.
     _library: Library,
 }
@@ -53,10 +55,24 @@ impl OcclumSymbols {
                 exec: symbol(&library, "occlum_pal_exec")?,
                 kill: symbol(&library, "occlum_pal_kill")?,
                 destroy: symbol(&library, "occlum_pal_destroy")?,
+                entry_program: symbol(&library, "encc_pal_entry_program").ok(),
                 _library: library,
             }
         };
         Ok(symbols)
+    }
+
+    /// `encc_pal_entry_program()` when the library has it.
+    pub(super) fn entry_program(&self) -> Option<io::Result<String>> {
+        let call = self.entry_program?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: `buf` is writable for its length; the function writes at most that many
+        // bytes, NUL included.
+        let ret = unsafe { call(buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
+        Some(check(ret).map(|n| {
+            buf.truncate(usize::try_from(n).unwrap_or(0));
+            String::from_utf8_lossy(&buf).into_owned()
+        }))
     }
 
     /// `occlum_pal_get_version()`, returned as is (> 0 is a version).

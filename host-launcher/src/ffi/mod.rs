@@ -25,6 +25,10 @@
 
 #![allow(non_camel_case_types)]
 
+mod exports;
+
+pub use exports::PANIC_HOOK_ENV;
+
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -166,6 +170,10 @@ pub type OcclumPalExecFn = unsafe extern "C" fn(args: *mut occlum_pal_exec_args)
 pub type OcclumPalKillFn = unsafe extern "C" fn(pid: c_int, sig: c_int) -> c_int;
 pub type OcclumPalDestroyFn = unsafe extern "C" fn() -> c_int;
 
+/// `encc_pal_entry_program(buf, len)`: encc's own extension (not part of Occlum's or rune's
+/// ABI) that tells a launcher which program `create_process` may start, after `init`.
+/// Returns the string length (without NUL) or -1 with errno (EINVAL before init, ENOSPC).
+pub type EnccPalEntryProgramFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
 pub type PalGetVersionFn = unsafe extern "C" fn() -> c_int;
 /// `pal_init` as called by rune for API v1 and v2.
 pub type PalInitV1Fn = unsafe extern "C" fn(attr: *const pal_attr_v1_t) -> c_int;
