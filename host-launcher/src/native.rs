@@ -55,9 +55,11 @@ pub fn parse_rune_args(args: &str) -> Result<InitArgs, String> {
             "boot_config" => &mut boot_config,
             "image" => &mut image,
             "log_level" => &mut log_level,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "enclave.runtime.args: unknown key {key:?} (known: boot_config, image, log_level)"
-            )),
+            ))
+            }
         };
         if slot.replace(value.to_owned()).is_some() {
             return Err(format!("enclave.runtime.args: {key} given twice"));
