@@ -5,7 +5,8 @@
 //! - [`launch`]: image config + boot config + untrusted launch request → the process;
 //! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
 //! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
-//! - [`run`]: running one container to its end with signals forwarded.
+//! - [`run`]: running one container to its end with signals forwarded;
+//! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
 //!
 //! The native platform simulates the enclave lifecycle with namespaces; it has no memory
 //! encryption and no hardware attestation, and says so when an enclave starts.
@@ -17,6 +18,7 @@ pub mod config_args;
 pub mod enclave;
 pub mod host;
 pub mod launch;
+pub mod occlum;
 mod protocol;
 pub mod run;
 pub mod stage1;

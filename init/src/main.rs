@@ -29,6 +29,16 @@ struct Cli {
 fn main() -> ExitCode {
     encc_init::enclave::run_if_requested();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if encc_init::occlum::is_selected() {
+        // Occlum's first boot stage: no arguments; the host names the image in ENCC_IMAGE.
+        return match encc_init::occlum::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("init: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = Cli::parse();
     ExitCode::from(run(&cli).clamp(0, 255) as u8)
 }

@@ -4,6 +4,7 @@
 
 mod boot_config_cmd;
 mod image_cmd;
+mod occlum_cmd;
 mod rootfs_cmd;
 
 use std::path::PathBuf;
@@ -38,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: boot_config_cmd::BootConfigCommand,
     },
+    /// Occlum boot instance templates.
+    Occlum {
+        #[command(subcommand)]
+        command: occlum_cmd::OcclumCommand,
+    },
     /// Protected rootfs images.
     Rootfs {
         #[command(subcommand)]
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
             .with_context(|| format!("cannot create key file {}", output.display())),
         Command::Image { command } => image_cmd::run(command),
         Command::BootConfig { command } => boot_config_cmd::run(command),
+        Command::Occlum { command } => occlum_cmd::run(command),
         Command::Rootfs { command } => match rootfs_cmd::run(command) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),

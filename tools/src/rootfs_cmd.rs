@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use encc_rootfs::host_tree;
 use encc_rootfs::{BuildOptions, DataKey, FileKind, Inode, RootHash, RootfsPath, RootfsReader};
-use encc_tools::host_tree;
 use serde_json::json;
 
 #[derive(Subcommand)]
