@@ -1,23 +1,170 @@
-//! `encc-launch`, the minimal host launcher. It gains the PAL ABI with the host-side work;
-//! until then it only reports its version.
+//! `encc-launch`, the minimal host launcher (like `occlum run`): load a PAL library, init
+//! (stage 1 in the enclave), create_process + exec (stage 2), forward signals, destroy,
+//! and exit with the container's code (128+N when it died of signal N, 127 when the launch
+//! itself failed).
 
 #![forbid(unsafe_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use encc_init::config::BootConfig;
+use encc_init::config_args::BootConfigArgs;
+use encc_pal::{Pal, PalError};
+use signal_hook::consts::signal::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Exit code when the launch itself fails.
+const LAUNCH_FAILED: u8 = 127;
+
+#[derive(Parser)]
+#[command(
+    name = "encc-launch",
+    version,
+    about = "encc host launcher (Occlum PAL ABI)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs an image in an enclave through a PAL library and waits for it.
+    Run(Box<RunArgs>),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// PAL library: default libencc_pal.so beside this program (the native platform);
+    /// /path/to/libocclum-pal.so for Occlum on SGX.
+    #[arg(long, value_name = "PATH")]
+    pal: Option<PathBuf>,
+    /// Instance directory holding boot.json (Occlum: the instance built from the rendered
+    /// Occlum.json). Default: a temporary one with the boot config given or composed.
+    #[arg(long, value_name = "DIR")]
+    instance: Option<PathBuf>,
+    /// Boot config to use (instead of composing one from the flags below).
+    #[arg(long = "boot-config", value_name = "FILE", conflicts_with = "instance")]
+    boot_config: Option<PathBuf>,
+    /// Program to start; default: the entry program stage 1 recorded (asked from the PAL
+    /// when it supports it, as libencc_pal.so does; required with Occlum's own PAL).
+    #[arg(long, value_name = "PATH")]
+    entrypoint: Option<String>,
+    #[command(flatten)]
+    config: BootConfigArgs,
+    /// Image reference: docker://HOST/REPO[:TAG][@DIGEST] or oci:PATH[:TAG].
+    reference: String,
+    /// Arguments replacing the image's Cmd (when the boot config allows host args).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => {
-            println!("encc-launch {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let Command::Run(args) = Cli::parse().command;
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("encc-launch: {e:#}");
+            ExitCode::from(LAUNCH_FAILED)
         }
-        _ => {
-            eprintln!(
-                "encc-launch {}: launching is not part of this build; see README.md",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
+    }
+}
+
+/// The instance directory to pass to init, and the temporary directory holding it.
+fn instance(args: &RunArgs) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(dir) = &args.instance {
+        return Ok((dir.clone(), None));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("encc-instance-")
+        .tempdir()
+        .context("cannot create an instance directory")?;
+    let boot = temp.path().join("boot.json");
+    match &args.boot_config {
+        Some(file) => {
+            BootConfig::load(file)?;
+            std::fs::copy(file, &boot)
+                .with_context(|| format!("cannot copy {} into the instance", file.display()))?;
         }
+        None => std::fs::write(&boot, args.config.to_config()?.to_json())
+            .with_context(|| format!("cannot write {}", boot.display()))?,
+    }
+    Ok((temp.path().to_owned(), Some(temp)))
+}
+
+fn default_pal() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    Ok(exe
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("libencc_pal.so"))
+}
+
+fn run(args: &RunArgs) -> Result<u8> {
+    let pal_path = match &args.pal {
+        Some(p) => p.clone(),
+        None => default_pal()?,
+    };
+    let (instance, _temp) = instance(args)?;
+    let pal = Arc::new(Pal::load(&pal_path)?);
+    pal.version()?;
+    // The image reference reaches the enclave as untrusted host env, as with Occlum.
+    std::env::set_var("ENCC_IMAGE", &args.reference);
+    pal.init(&instance, Some(&args.config.log_level))
+        .with_context(|| format!("enclave init for {} failed", args.reference))?;
+    let result = run_initialised(&pal, args);
+    let destroyed = pal.destroy();
+    let code = result?;
+    destroyed.context("enclave destroy failed")?;
+    Ok(code)
+}
+
+fn run_initialised(pal: &Arc<Pal>, args: &RunArgs) -> Result<u8> {
+    let path = match (&args.entrypoint, pal.entry_program()) {
+        (Some(path), _) => path.clone(),
+        (None, Some(program)) => program?,
+        (None, None) => anyhow::bail!(
+            "{} cannot tell the entry program: give --entrypoint PATH",
+            pal.path().display()
+        ),
+    };
+    let mut argv = vec![path.clone()];
+    argv.extend(args.args.iter().cloned());
+    let env: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k != "ENCC_IMAGE")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let pid = match pal.create_process(&path, &argv, &env, None) {
+        Ok(pid) => pid,
+        Err(e) => return Ok(report_create_error(&e)),
+    };
+    let handle = signals.handle();
+    let forwarder = {
+        let pal = Arc::clone(pal);
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                // The PAL ABI forwards only SIGKILL and SIGTERM, so SIGINT is sent as
+                // SIGTERM (as `occlum run` does).
+                let _ = pal.kill(pid, if sig == SIGINT { SIGTERM } else { sig });
+            }
+        })
+    };
+    let status = pal.exec(pid);
+    handle.close();
+    let _ = forwarder.join();
+    Ok(status?.shell_code().clamp(0, 255) as u8)
+}
+
+fn report_create_error(e: &PalError) -> u8 {
+    eprintln!("encc-launch: {e:#}");
+    match e.raw_os_error() {
+        Some(libc::EACCES) => 126,
+        _ => LAUNCH_FAILED,
     }
 }

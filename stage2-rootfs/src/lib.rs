@@ -9,17 +9,23 @@
 //! - [`RootfsReader`] gives random access by path and inode; every block it returns has
 //!   passed its Merkle path and its AEAD tag.
 //! - [`fuse`] serves a reader as a read-only FUSE file system.
+//! - [`host_tree`] moves trees between host directories and images (build, extract).
+//! - [`container`] is stage 2 on the native platform: the container root over the FUSE
+//!   server and processes started in it.
 //!
 //! The byte layout is described in `FORMAT.md` beside this crate.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod builder;
+pub mod container;
 mod crypto;
 mod format;
 pub mod fuse;
+pub mod host_tree;
 mod key;
 mod merkle;
+pub mod occlum;
 mod path;
 mod reader;
 

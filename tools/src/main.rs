@@ -2,7 +2,9 @@
 
 #![forbid(unsafe_code)]
 
+mod boot_config_cmd;
 mod image_cmd;
+mod occlum_cmd;
 mod rootfs_cmd;
 
 use std::path::PathBuf;
@@ -31,6 +33,17 @@ enum Command {
         #[command(subcommand)]
         command: image_cmd::ImageCommand,
     },
+    /// Boot configs for init and encc-launch.
+    #[command(name = "boot-config")]
+    BootConfig {
+        #[command(subcommand)]
+        command: boot_config_cmd::BootConfigCommand,
+    },
+    /// Occlum boot instance templates.
+    Occlum {
+        #[command(subcommand)]
+        command: occlum_cmd::OcclumCommand,
+    },
     /// Protected rootfs images.
     Rootfs {
         #[command(subcommand)]
@@ -49,6 +62,8 @@ enum KeyCommand {
 }
 
 fn main() -> ExitCode {
+    // `encc rootfs run` starts this program again as the simulated enclave's PID 1.
+    encc_init::enclave::run_if_requested();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -58,7 +73,12 @@ fn main() -> ExitCode {
             .and_then(|key| key.write_file(&output))
             .with_context(|| format!("cannot create key file {}", output.display())),
         Command::Image { command } => image_cmd::run(command),
-        Command::Rootfs { command } => rootfs_cmd::run(command),
+        Command::BootConfig { command } => boot_config_cmd::run(command),
+        Command::Occlum { command } => occlum_cmd::run(command),
+        Command::Rootfs { command } => match rootfs_cmd::run(command) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

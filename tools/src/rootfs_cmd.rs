@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use encc_rootfs::host_tree;
 use encc_rootfs::{BuildOptions, DataKey, FileKind, Inode, RootHash, RootfsPath, RootfsReader};
-use encc_tools::host_tree;
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -92,6 +92,30 @@ pub enum RootfsCommand {
         #[command(flatten)]
         key: KeyArg,
     },
+    /// Runs stage 2 alone on a pulled image, in a simulated enclave (native platform):
+    /// mounts it, pivots into it and runs its entrypoint; exits with the container's code.
+    Run(RunArgs),
+}
+
+/// `encc rootfs run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The image (made by `encc image pull`).
+    image: PathBuf,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Container hostname.
+    #[arg(long, default_value = "encc")]
+    hostname: String,
+    /// Environment for the container (NAME=value); repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// Size of the in-memory writable layer, in MiB.
+    #[arg(long = "tmpfs-size-mib", default_value_t = encc_init::config::DEFAULT_TMPFS_SIZE >> 20)]
+    tmpfs_size_mib: u64,
+    /// Arguments replacing the image's Cmd.
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -107,8 +131,9 @@ impl KeyArg {
     }
 }
 
-pub fn run(command: RootfsCommand) -> Result<()> {
-    match command {
+/// Runs a `rootfs` command; returns the exit code.
+pub fn run(command: RootfsCommand) -> Result<u8> {
+    let result = match command {
         RootfsCommand::Build {
             src,
             output,
@@ -228,7 +253,41 @@ pub fn run(command: RootfsCommand) -> Result<()> {
             mountpoint,
             key,
         } => mount(Arc::new(open(&image, &key)?), &mountpoint),
-    }
+        RootfsCommand::Run(args) => return run_container(&args),
+    };
+    result.map(|()| 0)
+}
+
+/// Stage 2 alone: a simulated enclave serving the image, the entrypoint run to its end.
+fn run_container(args: &RunArgs) -> Result<u8> {
+    let key = args.key.load()?;
+    let image = std::fs::canonicalize(&args.image)
+        .with_context(|| format!("cannot find image {}", args.image.display()))?;
+    let store = image
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let config = encc_init::config::BootConfig {
+        allow_host_args: true,
+        env: args.env.clone(),
+        tmpfs_size: args.tmpfs_size_mib << 20,
+        hostname: args.hostname.clone(),
+        ..encc_init::config::BootConfig::debugging(store)
+    };
+    config.validate("encc rootfs run")?;
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let enclave = Arc::new(encc_init::host::Enclave::spawn(&exe)?);
+    let ready = match enclave.open(&image, &key, &config) {
+        Ok(ready) => ready,
+        Err(e) => {
+            enclave.reap_process();
+            return Err(e).with_context(|| format!("cannot start {}", image.display()));
+        }
+    };
+    log::info!("rootfs measurement {}", ready.root_hash);
+    let code = encc_init::run::run_entry(&enclave, &ready, &args.args, &[]);
+    enclave.destroy().context("teardown failed")?;
+    Ok(code.clamp(0, 255) as u8)
 }
 
 fn open(image: &Path, key: &KeyArg) -> Result<RootfsReader> {

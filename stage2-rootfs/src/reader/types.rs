@@ -33,7 +33,7 @@ pub enum OpenError {
         version: u32,
     },
     /// The key is not the one the image was written with.
-    #[error("wrong key for image {path}")]
+    #[error("wrong key for image {path} (or its superblock was tampered with)")]
     WrongKey {
         /// The image.
         path: PathBuf,

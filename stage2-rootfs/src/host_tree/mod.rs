@@ -36,14 +36,14 @@ pub enum HostTreeError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: encc_rootfs::PathError,
+        source: crate::PathError,
     },
     /// The image builder refused an entry or failed to write.
     #[error(transparent)]
-    Build(#[from] encc_rootfs::BuildError),
+    Build(#[from] crate::BuildError),
     /// Reading the image failed.
     #[error(transparent)]
-    Read(#[from] encc_rootfs::ReadError),
+    Read(#[from] crate::ReadError),
 }
 
 /// Shorthand for a failed host call.

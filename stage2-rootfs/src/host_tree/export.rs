@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use encc_rootfs::{FileKind, Inode, RootfsReader, BLOCK_SIZE};
+use crate::{FileKind, Inode, RootfsReader, BLOCK_SIZE};
 use filetime::FileTime;
 use nix::sys::stat::{mknod, Mode, SFlag};
 

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use encc_rootfs::{
+use crate::{
     BuildOptions, BuildSummary, DataKey, EntryMeta, RootfsBuilder, RootfsPath, Special, Timestamp,
 };
 

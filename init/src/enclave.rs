@@ -1,0 +1,397 @@
+//! The native enclave's PID 1: runs stage 1 and prepares stage 2 on the host's `init`
+//! request, starts the container process on `create_process`, reaps every zombie, forwards
+//! the host's `kill`s, and tears everything down on `destroy` (or when the host goes away).
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use encc_rootfs::container::{PreparedRoot, RootSetup, SpawnError};
+use encc_rootfs::{DataKey, RootfsReader, KEY_LEN};
+use encc_stage1::manifest::{ImageConfig, RunConfig};
+use encc_stage1::pull::attachment;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use zeroize::Zeroizing;
+
+use crate::config::{BootConfig, DEFAULT_TMP_SIZE};
+use crate::launch::{compose, entry_program, LaunchRequest};
+use crate::protocol::{self, ChannelError, Reply, Request};
+use crate::stage1;
+
+/// The environment variable naming the control fd of an enclave process.
+pub const CONTROL_FD_ENV: &str = "ENCC_ENCLAVE_FD";
+
+/// The line the native platform prints when an enclave starts.
+pub const SIMULATION_NOTICE: &str = "encc: native platform: simulated enclave (namespaces only; no SGX, no memory encryption, sample attestation)";
+
+/// When the current process was started as an enclave (by [`crate::host::Enclave`]), runs
+/// PID 1 and exits; otherwise returns. Call first thing in `main`.
+pub fn run_if_requested() {
+    let Some(fd) = std::env::var_os(CONTROL_FD_ENV) else {
+        return;
+    };
+    std::env::remove_var(CONTROL_FD_ENV);
+    let code = match fd.to_str().and_then(|s| s.parse::<i32>().ok()) {
+        Some(fd) if fd > 2 => {
+            let control = crate::sys::owned_fd(fd);
+            match Pid1::start(control) {
+                Ok(mut pid1) => pid1.serve(),
+                Err(e) => {
+                    log::error!("enclave start failed: {e}");
+                    1
+                }
+            }
+        }
+        _ => {
+            eprintln!("encc: {CONTROL_FD_ENV} is not a file descriptor number");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// What is running inside the enclave once it is ready.
+pub(crate) struct Running {
+    root: PreparedRoot,
+    root_hash: String,
+    image: RunConfig,
+    config: BootConfig,
+    /// The image file to remove at teardown (pulled by stage 1), if any.
+    pulled: Option<PathBuf>,
+}
+
+struct Pid1 {
+    control: OwnedFd,
+    signals: SignalFd,
+    running: Option<Running>,
+    containers: BTreeSet<i32>,
+}
+
+/// Why the enclave could not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot set up the enclave's signal handling")]
+    Signals(#[source] Errno),
+    #[error("cannot make the enclave's mounts private")]
+    Private(#[source] Errno),
+}
+
+impl Pid1 {
+    fn start(control: OwnedFd) -> Result<Self, StartError> {
+        eprintln!("{SIMULATION_NOTICE}");
+        // Blocked before any thread exists, so every thread inherits the mask and SIGCHLD
+        // only arrives through the signalfd.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(StartError::Signals)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(StartError::Signals)?;
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(StartError::Private)?;
+        Ok(Self {
+            control,
+            signals,
+            running: None,
+            containers: BTreeSet::new(),
+        })
+    }
+
+    fn reply(&self, reply: &Reply) {
+        if let Err(e) = protocol::send(self.control.as_fd(), reply, &[]) {
+            log::warn!("cannot answer the host: {e}");
+        }
+    }
+
+    /// Serves host requests until destroy or the host goes away; returns the exit code.
+    fn serve(&mut self) -> i32 {
+        loop {
+            let (control_ready, signal_ready) = {
+                let mut fds = [
+                    PollFd::new(self.control.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => {
+                        log::error!("poll failed: {e}");
+                        return self.shut_down(1);
+                    }
+                }
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if signal_ready {
+                while let Ok(Some(_)) = self.signals.read_signal() {}
+                self.reap();
+            }
+            if control_ready {
+                match protocol::receive::<Request>(self.control.as_fd()) {
+                    Ok((request, fds)) => {
+                        if let Some(code) = self.handle(request, fds) {
+                            return code;
+                        }
+                    }
+                    Err(ChannelError::Closed) => {
+                        log::info!("the host closed the control channel: tearing down");
+                        return self.shut_down(0);
+                    }
+                    Err(e) => {
+                        log::error!("{e}");
+                        return self.shut_down(1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one request; `Some(code)` ends the enclave.
+    fn handle(&mut self, request: Request, fds: Vec<OwnedFd>) -> Option<i32> {
+        match request {
+            Request::Boot { boot_config, image } => {
+                let result = match self.running {
+                    Some(_) => Err("the enclave is already initialised".to_owned()),
+                    None => stage1::boot(&boot_config, &image).map_err(|e| format!("{e:#}")),
+                };
+                self.become_ready(result)
+            }
+            Request::Open {
+                image_path,
+                key_hex,
+                config,
+            } => {
+                let result =
+                    open_pulled(image_path, &key_hex, *config).map_err(|e| format!("{e:#}"));
+                self.become_ready(result)
+            }
+            Request::CreateProcess { path, argv, env } => {
+                let reply = self.create_process(&path, argv, env, fds);
+                self.reply(&reply);
+                None
+            }
+            Request::Kill { pid, signal } => {
+                let reply = self.kill(pid, signal);
+                self.reply(&reply);
+                None
+            }
+            Request::Destroy => {
+                let code = self.shut_down(0);
+                self.reply(&Reply::Done);
+                Some(code)
+            }
+        }
+    }
+
+    fn become_ready(&mut self, result: Result<Running, String>) -> Option<i32> {
+        match result {
+            Ok(running) => {
+                let reply = Reply::Ready {
+                    root_hash: running.root_hash.clone(),
+                    entry_program: entry_program(&running.image).unwrap_or_default().to_owned(),
+                };
+                self.running = Some(running);
+                self.reply(&reply);
+                None
+            }
+            Err(message) => {
+                log::error!("{message}");
+                self.reply(&Reply::Failed {
+                    errno: libc::EIO,
+                    message,
+                });
+                Some(1)
+            }
+        }
+    }
+
+    fn create_process(
+        &mut self,
+        path: &str,
+        argv: Vec<String>,
+        env: Vec<String>,
+        fds: Vec<OwnedFd>,
+    ) -> Reply {
+        let failed = |errno, message: String| Reply::Failed { errno, message };
+        let Some(running) = &self.running else {
+            return failed(libc::EINVAL, "the enclave is not initialised".into());
+        };
+        let entry = entry_program(&running.image).unwrap_or_default();
+        if path != entry {
+            return failed(
+                libc::EACCES,
+                format!("{path:?} is not the image's entry point {entry:?}"),
+            );
+        }
+        let Ok::<[OwnedFd; 3], _>(stdio) = fds.try_into() else {
+            return failed(
+                libc::EINVAL,
+                "create_process needs exactly three stdio fds".into(),
+            );
+        };
+        let request = LaunchRequest {
+            args: argv.into_iter().skip(1).collect(),
+            env,
+        };
+        let spec = match compose(
+            &running.image,
+            &running.config,
+            &request,
+            &running.root.credentials().home,
+        ) {
+            Ok(spec) => spec,
+            Err(e) => return failed(libc::EPERM, e.to_string()),
+        };
+        match running.root.spawn(&spec, stdio) {
+            Ok(pid) => {
+                let pid = pid as i32;
+                log::info!("started {:?} as pid {pid}", spec.argv);
+                self.containers.insert(pid);
+                Reply::Started { pid }
+            }
+            Err(e) => {
+                let errno = match &e {
+                    SpawnError::NotFound { .. } => libc::ENOENT,
+                    SpawnError::PermissionDenied { .. } => libc::EACCES,
+                    _ => libc::EIO,
+                };
+                failed(errno, e.to_string())
+            }
+        }
+    }
+
+    fn kill(&self, pid: i32, signal: i32) -> Reply {
+        let Ok(signal) = Signal::try_from(signal) else {
+            return Reply::Failed {
+                errno: libc::EINVAL,
+                message: format!("{signal} is not a signal"),
+            };
+        };
+        let targets: Vec<i32> = if pid == -1 {
+            self.containers.iter().copied().collect()
+        } else if self.containers.contains(&pid) {
+            vec![pid]
+        } else {
+            return Reply::Failed {
+                errno: libc::ESRCH,
+                message: format!("no container process {pid}"),
+            };
+        };
+        for target in targets {
+            if let Err(e) = kill(Pid::from_raw(target), signal) {
+                log::warn!("cannot send {signal} to {target}: {e}");
+            }
+        }
+        Reply::Done
+    }
+
+    /// Reaps every child that has ended; container processes are reported to the host.
+    fn reap(&mut self) {
+        loop {
+            let (pid, status) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, (code & 0xff) << 8),
+                Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                    (pid, sig as i32 | if core { 0x80 } else { 0 })
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            let pid = pid.as_raw();
+            if self.containers.remove(&pid) {
+                log::info!("container process {pid} ended with wait status {status:#x}");
+                self.reply(&Reply::Exited { pid, status });
+            }
+        }
+    }
+
+    /// Kills every process of the enclave, reaps them, unmounts, removes the pulled image.
+    fn shut_down(&mut self, code: i32) -> i32 {
+        // kill(-1) from PID 1 reaches every other process of the pid namespace.
+        let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+        while let Ok(_) | Err(Errno::EINTR) = waitpid(None, None) {}
+        self.containers.clear();
+        let mut code = code;
+        if let Some(running) = self.running.take() {
+            if let Err(e) = running.root.teardown() {
+                log::error!("teardown: {e}");
+                code = 1;
+            }
+            if let Some(image) = running.pulled {
+                if let Err(e) = std::fs::remove_file(&image) {
+                    log::warn!("cannot remove {}: {e}", image.display());
+                }
+            }
+        }
+        code
+    }
+}
+
+/// Reads the run config a pull stored in the image.
+pub(crate) fn image_run_config(reader: &RootfsReader) -> Result<RunConfig, anyhow::Error> {
+    let bytes = reader.attachment(attachment::CONFIG)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} holds no image config (was it made by a pull?)",
+            reader.path().display()
+        )
+    })?;
+    let config: ImageConfig = serde_json::from_slice(&bytes)?;
+    Ok(config.config.unwrap_or_default())
+}
+
+/// Prepares the container root for an opened image.
+pub(crate) fn prepare(
+    reader: RootfsReader,
+    config: BootConfig,
+    pulled: Option<PathBuf>,
+) -> Result<Running, anyhow::Error> {
+    let image = image_run_config(&reader)?;
+    let root_hash = reader.root_hash().to_string();
+    nix::unistd::sethostname(&config.hostname)?;
+    if config.net_namespace {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+    }
+    let setup = RootSetup {
+        tmpfs_size: config.tmpfs_size,
+        tmp_size: DEFAULT_TMP_SIZE.min(config.tmpfs_size),
+        hostname: config.hostname.clone(),
+        hosts: config.hosts.clone(),
+        dns: config.dns.clone(),
+        user: image.user.clone().unwrap_or_default(),
+    };
+    let root = PreparedRoot::prepare(Arc::new(reader), &config.store, &setup)?;
+    Ok(Running {
+        root,
+        root_hash,
+        image,
+        config,
+        pulled,
+    })
+}
+
+fn open_pulled(
+    image_path: PathBuf,
+    key_hex: &str,
+    config: BootConfig,
+) -> Result<Running, anyhow::Error> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    hex::decode_to_slice(key_hex, bytes.as_mut_slice())
+        .map_err(|_| anyhow::anyhow!("the data key is not {} hex digits", KEY_LEN * 2))?;
+    let key = DataKey::from_bytes(*bytes);
+    let reader = RootfsReader::open(&image_path, &key)?;
+    log::info!(
+        "rootfs measurement {} ({})",
+        reader.root_hash(),
+        image_path.display()
+    );
+    prepare(reader, config, None)
+}

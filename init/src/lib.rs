@@ -1,0 +1,25 @@
+//! encc's in-enclave init on the native platform, as a library shared by the `init`
+//! binary, `encc rootfs run` and the native PAL library.
+//!
+//! - [`config`]: the trusted boot config ([`config_args`]: the flags that compose one);
+//! - [`launch`]: image config + boot config + untrusted launch request → the process;
+//! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
+//! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
+//! - [`run`]: running one container to its end with signals forwarded;
+//! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
+//!
+//! The native platform simulates the enclave lifecycle with namespaces; it has no memory
+//! encryption and no hardware attestation, and says so when an enclave starts.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod config_args;
+pub mod enclave;
+pub mod host;
+pub mod launch;
+pub mod occlum;
+mod protocol;
+pub mod run;
+pub mod stage1;
+mod sys;

@@ -1,0 +1,83 @@
+//! Stage 1 inside the enclave: load and measure the boot config, pull the image under a
+//! fresh data key that never leaves enclave memory, and hand the result to stage 2.
+
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use encc_rootfs::{DataKey, RootfsReader};
+use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
+use encc_stage1::pull::PullOptions;
+use encc_stage1::reference::ImageRef;
+use encc_stage1::source::RegistryOptions;
+
+use crate::config::BootConfig;
+use crate::enclave::{prepare, Running};
+
+/// The stage 1 settings a boot config implies.
+pub fn stage1_config(config: &BootConfig) -> Stage1Config {
+    Stage1Config {
+        policy: match &config.policy {
+            Some(policy) => PolicySource::File(PathBuf::from(policy)),
+            None => PolicySource::InsecureAcceptAnything,
+        },
+        registries_d: config.registries_d.clone(),
+        decryption_keys: config.decryption_keys.iter().map(PathBuf::from).collect(),
+        pull: PullOptions {
+            registry: RegistryOptions {
+                insecure_registries: config.insecure_registries.clone(),
+                ..RegistryOptions::default()
+            },
+            ..PullOptions::default()
+        },
+    }
+}
+
+/// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
+pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
+    let loaded = BootConfig::load(boot_config)?;
+    if let Ok(level) = loaded.config.log_level.parse::<log::LevelFilter>() {
+        log::set_max_level(level);
+    }
+    log::info!(
+        "boot config {} sha256:{} (simulated measurement)",
+        boot_config.display(),
+        loaded.sha256
+    );
+    let config = loaded.config;
+    let reference: ImageRef = image
+        .parse()
+        .with_context(|| format!("image reference {image:?} from the host"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.store)
+        .with_context(|| format!("cannot create the store {}", config.store.display()))?;
+
+    let stage1 = Stage1::prepare(&stage1_config(&config))?;
+    let key = DataKey::generate()?;
+    let output = config
+        .store
+        .join(format!("encc-{}.img", hex::encode(random_id()?)));
+    let summary = stage1
+        .pull(&reference, &output, &key)
+        .with_context(|| format!("pull of {reference} into {} failed", output.display()))?;
+    log::info!(
+        "rootfs measurement {} for {reference} (manifest {})",
+        summary.root_hash,
+        summary.manifest_digest
+    );
+    let opened = RootfsReader::open(&output, &key)
+        .map_err(anyhow::Error::from)
+        .and_then(|reader| prepare(reader, config, Some(output.clone())));
+    if opened.is_err() {
+        let _ = std::fs::remove_file(&output);
+    }
+    opened
+}
+
+fn random_id() -> anyhow::Result<[u8; 8]> {
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).context("no randomness for the image name")?;
+    Ok(id)
+}

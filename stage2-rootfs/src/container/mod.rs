@@ -1,0 +1,50 @@
+//! Stage 2 on the native platform: the container root ([`PreparedRoot`]: protected image
+//! through FUSE, overlayfs with a tmpfs upper layer, `/proc`, `/dev`, `/sys`, `/tmp`) and
+//! processes started in it ([`ProcessSpec`]: pivot_root in a new mount namespace, the image
+//! user's credentials, `no_new_privs`, exec).
+//!
+//! The caller must already be in a private mount namespace (the enclave's).
+
+mod root;
+mod spawn;
+mod sys;
+mod user;
+
+use std::path::PathBuf;
+
+pub use root::{PreparedRoot, RootSetup};
+pub use spawn::{ProcessSpec, SpawnError};
+pub use user::{resolve_user, Credentials, UserError};
+
+/// Errors while preparing or tearing down a container root.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// A file operation failed.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The path (inside the root when absolute and not under the staging directory).
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mount failed.
+    #[error("cannot mount {fstype} on {}", target.display())]
+    Mount {
+        /// File system type.
+        fstype: String,
+        /// Target.
+        target: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The FUSE server could not be mounted or unmounted.
+    #[error(transparent)]
+    Fuse(crate::fuse::FuseError),
+    /// The image's `User` cannot be resolved.
+    #[error("cannot resolve the image user")]
+    User(#[from] UserError),
+}

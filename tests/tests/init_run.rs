@@ -1,0 +1,467 @@
+//! `init` and `encc rootfs run` end to end on the native platform, as root: the busybox
+//! fixture image pulled from the loopback docker-registry into a simulated enclave, mounted
+//! through FUSE + overlayfs, pivoted into and run. Asserts what a user of `docker run`
+//! would look at: output, exit codes, signals, and that nothing is left behind.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+    registry: String,
+    fixtures: PathBuf,
+}
+
+fn env() -> Option<Env> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+            "init tests need root"
+        );
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    match (
+        std::env::var("ENCC_TEST_REGISTRY"),
+        std::env::var("ENCC_TEST_FIXTURES"),
+    ) {
+        (Ok(registry), Ok(fixtures)) => Some(Env {
+            dir: tempfile::tempdir().unwrap(),
+            registry,
+            fixtures: fixtures.into(),
+        }),
+        _ => {
+            assert!(
+                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+                "ENCC_TEST_REGISTRY is not set (tests/run sets it)"
+            );
+            eprintln!("skipped: no test registry (run tests/run)");
+            None
+        }
+    }
+}
+
+impl Env {
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn image(&self) -> String {
+        format!("docker://{}/test/busybox:latest", self.registry)
+    }
+
+    /// Writes a boot config with the test store and registry plus `extra` fields.
+    fn boot_config(&self, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("boot.json");
+        let host = self.registry.clone();
+        let json = format!(
+            r#"{{"store": "{}", "insecure_policy": true, "insecure_registries": ["{host}"]{extra}}}"#,
+            self.store().display()
+        );
+        std::fs::write(&path, json).unwrap();
+        path
+    }
+
+    fn init(&self, config: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("init"));
+        cmd.arg("--boot-config")
+            .arg(config)
+            .arg(self.image())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("FOO");
+        cmd
+    }
+
+    fn run(&self, config: &Path, args: &[&str]) -> Output {
+        let out = self.init(config, args).output().unwrap();
+        self.assert_clean();
+        out
+    }
+
+    /// Nothing mounted under the test directory, nothing left in the store but what the
+    /// host put there.
+    fn assert_clean(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        assert!(!mounts.contains(&dir), "mounts left behind:\n{mounts}");
+        if let Ok(entries) = std::fs::read_dir(self.store()) {
+            let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
+            assert!(left.is_empty(), "store not empty after the run: {left:?}");
+        }
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn busybox_runs_with_the_image_user_workdir_env_and_hostname() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true, "hostname": "enclave-test""#);
+    let script = "echo hello; id; pwd; env; hostname; cat /data/marker.txt; ls /proc/1 >/dev/null && echo proc1-ok; cat /proc/1/cmdline; echo; cat /etc/hosts";
+    let out = e.run(&config, &[script]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("native platform: simulated enclave"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rootfs measurement"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "hello");
+    assert_eq!(lines[1], "uid=1000(user) gid=1000(user) groups=2000(extra)");
+    assert_eq!(lines[2], "/home/user");
+    for var in [
+        "IMAGE_VAR=from-image",
+        "PATH=/usr/bin:/bin",
+        "HOME=/home/user",
+        "HOSTNAME=enclave-test",
+    ] {
+        assert!(lines.contains(&var), "{var} missing: {stdout}");
+    }
+    assert!(lines.contains(&"enclave-test"), "{stdout}");
+    assert!(lines.contains(&"image-file-marker-5c1e"), "{stdout}");
+    assert!(lines.contains(&"proc1-ok"), "{stdout}");
+    // PID 1 of the container's pid namespace is encc's init, not the host's.
+    assert!(stdout.contains("127.0.1.1\tenclave-test"), "{stdout}");
+}
+
+#[test]
+fn default_cmd_and_env_precedence_and_host_args_policy() {
+    let Some(e) = env() else { return };
+    // Image Cmd runs when no args are given.
+    let strict =
+        e.boot_config(r#", "env": ["IMAGE_VAR=trusted", "T=1"], "env_allowlist": ["FOO"]"#);
+    let out = e
+        .init(&strict, &[])
+        .env("FOO", "host")
+        .env("BAR", "host")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "hello from busybox\n"),
+        "{stderr}"
+    );
+
+    // Host args are refused unless the boot config allows them.
+    let out = e.run(&strict, &["echo nope"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127), "{stdout}");
+    assert!(
+        stderr.contains("host arguments [\"echo nope\"] are refused"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty());
+
+    // image Env < trusted env < allowlisted host env; other host env never enters.
+    let open = e.boot_config(r#", "allow_host_args": true, "env": ["IMAGE_VAR=trusted", "FOO=trusted"], "env_allowlist": ["FOO"]"#);
+    let out = e
+        .init(&open, &["echo $IMAGE_VAR $FOO ${BAR:-unset}"])
+        .env("FOO", "host")
+        .env("BAR", "host")
+        .env("IMAGE_VAR", "host")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    assert_eq!(text(&out).0, "trusted host unset\n", "{}", text(&out).1);
+}
+
+#[test]
+fn exit_codes_like_docker_run() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true"#);
+    for (script, code) in [
+        ("true", 0),
+        ("exit 3", 3),
+        ("kill -9 $$", 137),
+        ("kill -TERM $$", 143),
+    ] {
+        let out = e.run(&config, &[script]);
+        assert_eq!(out.status.code(), Some(code), "{script}: {}", text(&out).1);
+    }
+    // A missing entrypoint binary: the message docker users know, exit 127.
+    let out = Command::new(bin("init"))
+        .arg("--boot-config")
+        .arg(&config)
+        .arg(format!(
+            "oci:{}:nosuch-entrypoint",
+            e.fixtures.join("layout").display()
+        ))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains(
+            "exec: \"/bin/no-such-program\": stat /bin/no-such-program: no such file or directory"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Starts init with a script that prints "ready" once it is set up; returns the child and
+/// a reader of its stdout positioned after that line.
+fn start_ready(
+    e: &Env,
+    config: &Path,
+    script: &str,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = e
+        .init(config, &[script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n", "container did not start");
+    (child, out)
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill with a pid we spawned and a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn signals_are_forwarded_to_the_container() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true"#);
+    // Dies of the forwarded SIGTERM: 143.
+    let (mut child, _out) = start_ready(&e, &config, "echo ready; exec sleep 1000");
+    signal(&child, libc::SIGTERM);
+    let status = child.wait().unwrap();
+    e.assert_clean();
+    assert_eq!(status.code(), Some(143));
+
+    // Traps it and exits on its own terms.
+    let (mut child, mut out) = start_ready(
+        &e,
+        &config,
+        "trap 'echo trapped; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+    );
+    signal(&child, libc::SIGTERM);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    e.assert_clean();
+    assert_eq!((status.code(), rest.as_str()), (Some(7), "trapped\n"));
+
+    // SIGINT too (130).
+    let (mut child, _out) = start_ready(&e, &config, "echo ready; exec sleep 1000");
+    signal(&child, libc::SIGINT);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    e.assert_clean();
+}
+
+#[test]
+fn orphans_are_reaped_and_nothing_outlives_the_container() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true"#);
+    // Orphaned children that exit become zombies of PID 1 unless it reaps them; a
+    // daemonised sleeper must not survive the container.
+    let script = "for i in 1 2 3 4 5; do (sleep 0.05 &); done; (exec sleep 4242.5 &); sleep 0.5; \
+                  for s in /proc/[0-9]*/stat; do read -r pid comm state rest < $s; echo $pid $comm $state; done";
+    let out = e.run(&config, &[script]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let zombies: Vec<&str> = stdout.lines().filter(|l| l.ends_with(" Z")).collect();
+    assert!(zombies.is_empty(), "zombies left: {zombies:?}\n{stdout}");
+    assert!(
+        stdout.contains("(sleep) S"),
+        "the sleeper was running: {stdout}"
+    );
+    assert!(
+        processes_with("4242.5").is_empty(),
+        "a container process outlived init"
+    );
+}
+
+#[test]
+fn container_writes_stay_in_enclave_memory() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true"#);
+    let marker = "container-write-marker-3f9a";
+    let script = format!(
+        "echo {marker} > /home/user/new.txt && echo {marker} > /tmp/t.txt && cat /home/user/new.txt >/dev/null && \
+         echo {marker} >> /data/marker.txt 2>/dev/null; echo ready; exec sleep 1000"
+    );
+    let (mut child, _out) = start_ready(&e, &config, &script);
+    // While the container runs, the store holds only the encrypted image (and an empty
+    // staging directory): no container write and no image file content in the clear.
+    let mut scanned = 0;
+    for entry in walk(&e.store()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        scanned += bytes.len();
+        for needle in [marker, "image-file-marker-5c1e", "victim-file-marker-77d0"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} found in {}",
+                entry.display()
+            );
+        }
+    }
+    assert!(
+        scanned > 1_000_000,
+        "the store should hold the pulled image ({scanned} bytes)"
+    );
+    signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    e.assert_clean();
+}
+
+/// Regular files under `dir`, without following symlinks or crossing into mounts (the
+/// enclave's mounts are not visible from the host's mount namespace anyway).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let ft = entry.file_type().unwrap();
+            if ft.is_dir() {
+                todo.push(entry.path());
+            } else if ft.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn tampering_between_pull_and_run_is_caught() {
+    let Some(e) = env() else { return };
+    let key = e.dir.path().join("key");
+    let image = e.dir.path().join("busybox.img");
+    encc_ok(args!["key", "gen", "-o", key]);
+    encc_ok(args![
+        "image",
+        "pull",
+        "--insecure-policy",
+        "--tls-verify=false",
+        e.image(),
+        "-o",
+        image,
+        "--key-file",
+        key
+    ]);
+    // Slot 0 holds /a/victim.txt, the first file with data in the layer.
+    let good = std::fs::read(&image).unwrap();
+    let mut bytes = good.clone();
+    bytes[4096 + 5] ^= 0x01;
+    std::fs::write(&image, &bytes).unwrap();
+    let out = encc(args![
+        "rootfs",
+        "run",
+        image,
+        "--key-file",
+        key,
+        "--",
+        "cat /a/victim.txt; echo cat=$?; cat /data/marker.txt"
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("Input/output error"), "{stderr}");
+    assert_eq!(stdout, "cat=1\nimage-file-marker-5c1e\n");
+
+    // A flipped superblock byte stops the start, with the image named.
+    let mut bytes = good;
+    bytes[40] ^= 0x01;
+    std::fs::write(&image, &bytes).unwrap();
+    let out = encc(args![
+        "rootfs",
+        "run",
+        image,
+        "--key-file",
+        key,
+        "--",
+        "echo never"
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains(&format!("cannot start {}", image.display()))
+            && stderr.contains("tampered"),
+        "{stderr}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn bad_config_and_refused_images_stop_before_anything_runs() {
+    let Some(e) = env() else { return };
+    let config = e.dir.path().join("bad.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"store": "{}", "insecure_policy": true, "allow_hostargs": true}}"#,
+            e.store().display()
+        ),
+    )
+    .unwrap();
+    let out = e.run(&config, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr.contains("boot config") && stderr.contains("unknown field `allow_hostargs`"),
+        "{stderr}"
+    );
+    assert!(
+        !e.store().exists(),
+        "nothing may be created before the config is valid"
+    );
+
+    // A policy that rejects the image: refused before any layer, nothing left.
+    let policy = e.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"default": [{"type": "reject"}]}"#).unwrap();
+    let config = e.dir.path().join("reject.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"store": "{}", "policy": "{}", "insecure_registries": ["{}"]}}"#,
+            e.store().display(),
+            policy.display(),
+            e.registry
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = e.run(&config, &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr.contains("rejected by policy scope"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -1,0 +1,249 @@
+//! The host side end to end, as root with the loopback registry: `encc-launch run` over the
+//! native PAL library (output, exit codes, signal forwarding), and a C program that loads
+//! `libencc_pal.so` the way rune does (dlopen, the seven `pal_*` symbols, v3 attr,
+//! create → start → kill → delete), including the entry-point check and the panic boundary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+struct Env {
+    dir: tempfile::TempDir,
+    registry: String,
+}
+
+fn env() -> Option<Env> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+            "launch tests need root"
+        );
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    match std::env::var("ENCC_TEST_REGISTRY") {
+        Ok(registry) => Some(Env {
+            dir: tempfile::tempdir().unwrap(),
+            registry,
+        }),
+        Err(_) => {
+            assert!(
+                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+                "ENCC_TEST_REGISTRY is not set (tests/run sets it)"
+            );
+            eprintln!("skipped: no test registry (run tests/run)");
+            None
+        }
+    }
+}
+
+impl Env {
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn image(&self) -> String {
+        format!("docker://{}/test/busybox:latest", self.registry)
+    }
+
+    fn launch(&self, extra: &[&str], args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("encc-launch"));
+        cmd.arg("run")
+            .arg("--store")
+            .arg(self.store())
+            .arg("--insecure-policy")
+            .args(extra)
+            .arg(self.image())
+            .args(args);
+        cmd
+    }
+
+    fn assert_clean(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&*self.dir.path().to_string_lossy()),
+            "{mounts}"
+        );
+        if let Ok(entries) = std::fs::read_dir(self.store()) {
+            let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
+            assert!(left.is_empty(), "store not empty: {left:?}");
+        }
+    }
+
+    fn boot_config(&self) -> PathBuf {
+        let path = self.dir.path().join("boot.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"store": "{}", "insecure_policy": true, "allow_host_args": true, "env_allowlist": ["FROM_RUNE"], "log_level": "warn"}}"#,
+                self.store().display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn encc_launch_runs_the_image_with_exit_codes_and_signals() {
+    let Some(e) = env() else { return };
+    let out = e.launch(&[], &[]).output().unwrap();
+    e.assert_clean();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "hello from busybox\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("native platform: simulated enclave"),
+        "{stderr}"
+    );
+
+    for (script, code) in [("echo out; exit 3", 3), ("kill -9 $$", 137)] {
+        let out = e
+            .launch(&["--allow-host-args"], &[script])
+            .output()
+            .unwrap();
+        e.assert_clean();
+        assert_eq!(out.status.code(), Some(code), "{script}: {}", text(&out).1);
+    }
+    // Host args without --allow-host-args: refused, launch failure.
+    let out = e.launch(&[], &["echo nope"]).output().unwrap();
+    e.assert_clean();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out).0.is_empty());
+
+    // Signals reach the container through pal_kill: SIGTERM, and SIGINT (sent as SIGTERM).
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = e
+            .launch(&["--allow-host-args"], &["echo ready; exec sleep 1000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n");
+        // SAFETY: kill of our own child with a valid signal.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        assert_eq!(child.wait().unwrap().code(), Some(143), "signal {sig}");
+        e.assert_clean();
+    }
+}
+
+#[test]
+fn encc_launch_with_a_boot_config_and_a_missing_entrypoint() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config();
+    let out = Command::new(bin("encc-launch"))
+        .args(["run", "--boot-config"])
+        .arg(&config)
+        .arg(format!(
+            "oci:{}/layout:nosuch-entrypoint",
+            std::env::var("ENCC_TEST_FIXTURES").unwrap()
+        ))
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(
+        stderr.contains("exec: \"/bin/no-such-program\""),
+        "{stderr}"
+    );
+}
+
+fn rune_like(dir: &Path) -> PathBuf {
+    let exe = dir.join("rune_like");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("pal/rune_like.c");
+    let cc = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    exe
+}
+
+fn run_rune_like(e: &Env, exe: &Path, mode: &str, panic_in: Option<&str>) -> String {
+    let mut cmd = Command::new(exe);
+    cmd.arg(bin("libencc_pal.so"))
+        .arg(e.boot_config())
+        .arg(e.image())
+        .arg(mode);
+    if let Some(call) = panic_in {
+        cmd.env("ENCC_PAL_TEST_PANIC", call);
+    }
+    let out = cmd.output().unwrap();
+    e.assert_clean();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn a_c_program_drives_the_pal_like_rune() {
+    let Some(e) = env() else { return };
+    let exe = rune_like(e.dir.path());
+
+    let out = run_rune_like(&e, &exe, "run", None);
+    assert_eq!(
+        out,
+        "version 3\ninit 0\ncreate_process 0\nhello from busybox\nexec 0\nexited 0\ndestroy 0\n"
+    );
+
+    let out = run_rune_like(&e, &exe, "kill", None);
+    assert_eq!(
+        out,
+        "version 3\ninit 0\ncreate_process 0\nkill 0\nexec 0\nsignaled 15\ndestroy 0\n"
+    );
+
+    // Only the entry point may be started: EACCES, as Occlum's entry_points do.
+    let out = run_rune_like(&e, &exe, "wrong-path", None);
+    assert_eq!(
+        out,
+        format!(
+            "version 3\ninit 0\ncreate_process {}\ndestroy 0\n",
+            -libc::EACCES
+        )
+    );
+
+    // A panic inside the library is an error return (-EIO), not an abort; the enclave is
+    // still torn down.
+    let out = run_rune_like(&e, &exe, "run", Some("pal_create_process"));
+    assert_eq!(
+        out,
+        format!(
+            "version 3\ninit 0\ncreate_process {}\ndestroy 0\n",
+            -libc::EIO
+        )
+    );
+}
