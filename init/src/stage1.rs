@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use encc_rootfs::{DataKey, RootfsReader};
+use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
+use encc_stage1::kbs::{KbsConfig, ResourceUri};
 use encc_stage1::pull::PullOptions;
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
@@ -15,12 +17,28 @@ use crate::config::BootConfig;
 use crate::enclave::{prepare, Running};
 
 /// The stage 1 settings a boot config implies.
-pub fn stage1_config(config: &BootConfig) -> Stage1Config {
-    Stage1Config {
-        policy: match &config.policy {
-            Some(policy) => PolicySource::File(PathBuf::from(policy)),
-            None => PolicySource::InsecureAcceptAnything,
-        },
+pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
+    let policy = match &config.policy {
+        Some(uri) if ResourceUri::is_kbs(uri) => PolicySource::Kbs(
+            uri.parse()
+                .with_context(|| format!("boot config policy {uri:?}"))?,
+        ),
+        Some(path) => PolicySource::File(PathBuf::from(path)),
+        None => PolicySource::InsecureAcceptAnything,
+    };
+    let kbs = match &config.kbs {
+        Some(kbs) => Some(KbsConfig {
+            attester: kbs
+                .attester
+                .parse::<AttesterKind>()
+                .with_context(|| format!("boot config kbs.attester {:?}", kbs.attester))?,
+            ..KbsConfig::new(kbs.url.clone())
+        }),
+        None => None,
+    };
+    Ok(Stage1Config {
+        policy,
+        kbs,
         registries_d: config.registries_d.clone(),
         decryption_keys: config.decryption_keys.iter().map(PathBuf::from).collect(),
         pull: PullOptions {
@@ -30,7 +48,7 @@ pub fn stage1_config(config: &BootConfig) -> Stage1Config {
             },
             ..PullOptions::default()
         },
-    }
+    })
 }
 
 /// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
@@ -54,7 +72,7 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         .create(&config.store)
         .with_context(|| format!("cannot create the store {}", config.store.display()))?;
 
-    let stage1 = Stage1::prepare(&stage1_config(&config))?;
+    let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
     let key = DataKey::generate()?;
     let output = config
         .store
