@@ -465,3 +465,91 @@ fn bad_config_and_refused_images_stop_before_anything_runs() {
     assert!(stderr.contains("rejected by policy scope"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// The test KBS double (`encc-test-kbs`), serving resources from a directory.
+struct TestKbs {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl TestKbs {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_encc-test-kbs"))
+            .arg("--resources")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Self {
+            child,
+            addr: line.trim().to_owned(),
+            dir,
+        }
+    }
+
+    fn put(&self, path: &str, data: &[u8]) {
+        let file = self.dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, data).unwrap();
+    }
+}
+
+impl Drop for TestKbs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn init_gets_policy_and_layer_keys_from_the_kbs() {
+    let Some(e) = env() else { return };
+    let kbs = TestKbs::start();
+    kbs.put("default/security-policy/test", br#"{"default": [{"type": "insecureAcceptAnything"}]}"#);
+    kbs.put(
+        "default/image-kek/layered",
+        &std::fs::read(e.fixtures.join("keys/coco.kek")).unwrap(),
+    );
+    let config = e.dir.path().join("kbs.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"store": "{}", "policy": "kbs:///default/security-policy/test", "kbs": {{"url": "http://{}"}}}}"#,
+            e.store().display(),
+            kbs.addr
+        ),
+    )
+    .unwrap();
+    // `enc-coco` is the layered busybox image with every layer encrypted for CoCo's key
+    // provider: it runs only if the KEK came from the KBS after attestation.
+    let out = Command::new(bin("init"))
+        .arg("--boot-config")
+        .arg(&config)
+        .arg(format!("oci:{}:enc-coco", e.fixtures.join("layout").display()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let (stdout, stderr) = text(&out);
+    assert_eq!((out.status.code(), stdout.as_str()), (Some(0), "hello from busybox\n"), "{stderr}");
+
+    // Without the KEK the start fails before anything runs.
+    std::fs::remove_file(kbs.dir.path().join("default/image-kek/layered")).unwrap();
+    let out = Command::new(bin("init"))
+        .arg("--boot-config")
+        .arg(&config)
+        .arg(format!("oci:{}:enc-coco", e.fixtures.join("layout").display()))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("kbs:///default/image-kek/layered"), "{stderr}");
+}
