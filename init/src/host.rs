@@ -78,6 +78,23 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Waits until `take` finds what it wants in the state, or the channel closes.
+    fn wait_for<T>(
+        &self,
+        mut take: impl FnMut(&mut State) -> Option<T>,
+    ) -> Result<T, EnclaveError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(found) = take(&mut state) {
+                return Ok(found);
+            }
+            if state.closed {
+                return Err(ChannelError::Closed.into());
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// A running native enclave.
@@ -135,20 +152,8 @@ impl Enclave {
         let _serial = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
         protocol::send(self.control.as_fd(), request, &raw)?;
-        let mut state = self.shared.lock();
-        loop {
-            if !state.replies.is_empty() {
-                return Ok(state.replies.remove(0));
-            }
-            if state.closed {
-                return Err(ChannelError::Closed.into());
-            }
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.shared
+            .wait_for(|state| (!state.replies.is_empty()).then(|| state.replies.remove(0)))
     }
 
     fn expect_ready(reply: Reply) -> Result<Ready, EnclaveError> {
@@ -223,20 +228,7 @@ impl Enclave {
 
     /// The PAL's `exec`: waits for a container process and returns its wait(2) status.
     pub fn wait(&self, pid: i32) -> Result<i32, EnclaveError> {
-        let mut state = self.shared.lock();
-        loop {
-            if let Some(status) = state.exits.remove(&pid) {
-                return Ok(status);
-            }
-            if state.closed {
-                return Err(ChannelError::Closed.into());
-            }
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.shared.wait_for(|state| state.exits.remove(&pid))
     }
 
     /// The PAL's `kill` (pid -1: every container process).

@@ -12,31 +12,6 @@ use std::process::{Child, Command};
 
 use common::*;
 
-struct Peers {
-    fixtures: PathBuf,
-    registry: String,
-}
-
-fn peers() -> Option<Peers> {
-    match (
-        std::env::var("ENCC_TEST_FIXTURES"),
-        std::env::var("ENCC_TEST_REGISTRY"),
-    ) {
-        (Ok(f), Ok(r)) => Some(Peers {
-            fixtures: f.into(),
-            registry: r,
-        }),
-        _ => {
-            assert!(
-                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
-                "ENCC_TEST_FIXTURES/ENCC_TEST_REGISTRY are not set (tests/run sets them)"
-            );
-            eprintln!("skipped: no test registry (run tests/run)");
-            None
-        }
-    }
-}
-
 struct Work {
     dir: tempfile::TempDir,
     key: PathBuf,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kbs::TestKbs;
 use common::*;
 
 struct Env {
@@ -20,32 +21,12 @@ struct Env {
 }
 
 fn env() -> Option<Env> {
-    if !is_root() {
-        assert!(
-            std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
-            "init tests need root"
-        );
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    match (
-        std::env::var("ENCC_TEST_REGISTRY"),
-        std::env::var("ENCC_TEST_FIXTURES"),
-    ) {
-        (Ok(registry), Ok(fixtures)) => Some(Env {
-            dir: tempfile::tempdir().unwrap(),
-            registry,
-            fixtures: fixtures.into(),
-        }),
-        _ => {
-            assert!(
-                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
-                "ENCC_TEST_REGISTRY is not set (tests/run sets it)"
-            );
-            eprintln!("skipped: no test registry (run tests/run)");
-            None
-        }
-    }
+    let peers = root_peers()?;
+    Some(Env {
+        dir: tempfile::tempdir().unwrap(),
+        registry: peers.registry,
+        fixtures: peers.fixtures,
+    })
 }
 
 impl Env {
@@ -466,51 +447,14 @@ fn bad_config_and_refused_images_stop_before_anything_runs() {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
-/// The test KBS double (`encc-test-kbs`), serving resources from a directory.
-struct TestKbs {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl TestKbs {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_encc-test-kbs"))
-            .arg("--resources")
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        Self {
-            child,
-            addr: line.trim().to_owned(),
-            dir,
-        }
-    }
-
-    fn put(&self, path: &str, data: &[u8]) {
-        let file = self.dir.path().join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, data).unwrap();
-    }
-}
-
-impl Drop for TestKbs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn init_gets_policy_and_layer_keys_from_the_kbs() {
     let Some(e) = env() else { return };
-    let kbs = TestKbs::start();
-    kbs.put("default/security-policy/test", br#"{"default": [{"type": "insecureAcceptAnything"}]}"#);
+    let kbs = TestKbs::start(&[]);
+    kbs.put(
+        "default/security-policy/test",
+        br#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+    );
     kbs.put(
         "default/image-kek/layered",
         &std::fs::read(e.fixtures.join("keys/coco.kek")).unwrap(),
@@ -530,20 +474,30 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
     let out = Command::new(bin("init"))
         .arg("--boot-config")
         .arg(&config)
-        .arg(format!("oci:{}:enc-coco", e.fixtures.join("layout").display()))
+        .arg(format!(
+            "oci:{}:enc-coco",
+            e.fixtures.join("layout").display()
+        ))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     e.assert_clean();
     let (stdout, stderr) = text(&out);
-    assert_eq!((out.status.code(), stdout.as_str()), (Some(0), "hello from busybox\n"), "{stderr}");
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "hello from busybox\n"),
+        "{stderr}"
+    );
 
     // Without the KEK the start fails before anything runs.
     std::fs::remove_file(kbs.dir.path().join("default/image-kek/layered")).unwrap();
     let out = Command::new(bin("init"))
         .arg("--boot-config")
         .arg(&config)
-        .arg(format!("oci:{}:enc-coco", e.fixtures.join("layout").display()))
+        .arg(format!(
+            "oci:{}:enc-coco",
+            e.fixtures.join("layout").display()
+        ))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -551,5 +505,8 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(127), "{stderr}");
     assert!(stdout.is_empty());
-    assert!(stderr.contains("kbs:///default/image-kek/layered"), "{stderr}");
+    assert!(
+        stderr.contains("kbs:///default/image-kek/layered"),
+        "{stderr}"
+    );
 }

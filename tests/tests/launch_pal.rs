@@ -18,28 +18,11 @@ struct Env {
 }
 
 fn env() -> Option<Env> {
-    if !is_root() {
-        assert!(
-            std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
-            "launch tests need root"
-        );
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    match std::env::var("ENCC_TEST_REGISTRY") {
-        Ok(registry) => Some(Env {
-            dir: tempfile::tempdir().unwrap(),
-            registry,
-        }),
-        Err(_) => {
-            assert!(
-                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
-                "ENCC_TEST_REGISTRY is not set (tests/run sets it)"
-            );
-            eprintln!("skipped: no test registry (run tests/run)");
-            None
-        }
-    }
+    let peers = root_peers()?;
+    Some(Env {
+        dir: tempfile::tempdir().unwrap(),
+        registry: peers.registry,
+    })
 }
 
 impl Env {

@@ -10,6 +10,52 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod kbs;
+
+/// The image fixtures and the loopback docker-registry that tests/run starts
+/// (tests/fixtures/setup-peers.sh).
+pub struct Peers {
+    /// The fixtures directory (OCI layout in `layout/`, keys in `keys/`).
+    pub fixtures: PathBuf,
+    /// `127.0.0.1:PORT` of the plain-HTTP registry.
+    pub registry: String,
+}
+
+/// The peers, or None (the test is skipped) when they are not running, which is an error
+/// under `ENCC_REQUIRE_PEERS` (tests/run sets it).
+pub fn peers() -> Option<Peers> {
+    match (
+        std::env::var("ENCC_TEST_FIXTURES"),
+        std::env::var("ENCC_TEST_REGISTRY"),
+    ) {
+        (Ok(f), Ok(r)) => Some(Peers {
+            fixtures: f.into(),
+            registry: r,
+        }),
+        _ => {
+            assert!(
+                std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+                "ENCC_TEST_FIXTURES/ENCC_TEST_REGISTRY are not set (tests/run sets them)"
+            );
+            eprintln!("skipped: no test registry (run tests/run)");
+            None
+        }
+    }
+}
+
+/// The peers when running as root (namespaces, mounts); as [`peers`] otherwise.
+pub fn root_peers() -> Option<Peers> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("ENCC_REQUIRE_PEERS").is_none(),
+            "this test needs root"
+        );
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    peers()
+}
+
 /// A unique marker that must never appear in image bytes.
 pub const MARKER: &str = "ZQX-plaintext-marker-91c2";
 
