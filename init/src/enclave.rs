@@ -159,11 +159,15 @@ impl Pid1 {
     /// Handles one request; `Some(code)` ends the enclave.
     fn handle(&mut self, request: Request, fds: Vec<OwnedFd>) -> Option<i32> {
         match request {
+            Request::Boot { .. } | Request::Open { .. } if self.running.is_some() => {
+                self.reply(&Reply::Failed {
+                    errno: libc::EEXIST,
+                    message: "the enclave is already initialised".into(),
+                });
+                None
+            }
             Request::Boot { boot_config, image } => {
-                let result = match self.running {
-                    Some(_) => Err("the enclave is already initialised".to_owned()),
-                    None => stage1::boot(&boot_config, &image).map_err(|e| format!("{e:#}")),
-                };
+                let result = stage1::boot(&boot_config, &image).map_err(|e| format!("{e:#}"));
                 self.become_ready(result)
             }
             Request::Open {
