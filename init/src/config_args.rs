@@ -13,7 +13,8 @@ pub struct BootConfigArgs {
     /// Directory on host storage for the protected rootfs image.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/encc")]
     pub store: PathBuf,
-    /// Signature policy: a containers-policy.json file or kbs:///REPO/TYPE/TAG.
+    /// Signature policy: a containers-policy.json file or kbs:///REPO/TYPE/TAG (default: the
+    /// usual policy.json, $HOME/.config/containers then /etc/containers, when one exists).
     #[arg(long, value_name = "FILE|kbs:///…", conflicts_with = "insecure_policy")]
     pub policy: Option<String>,
     /// Accept any image without checking signatures.
@@ -58,8 +59,19 @@ pub struct BootConfigArgs {
 impl BootConfigArgs {
     /// The boot config these flags describe (validated).
     pub fn to_config(&self) -> Result<BootConfig, ConfigError> {
+        // Like skopeo: without a policy flag, the usual policy.json applies when one exists.
+        let policy = self.policy.clone().or_else(|| {
+            (!self.insecure_policy)
+                .then(|| {
+                    encc_stage1::boot::default_policy_paths()
+                        .into_iter()
+                        .find(|p| p.is_file())
+                        .map(|p| p.display().to_string())
+                })
+                .flatten()
+        });
         let config = BootConfig {
-            policy: self.policy.clone(),
+            policy,
             insecure_policy: self.insecure_policy,
             registries_d: self.registries_d.clone(),
             kbs: self.kbs.clone().map(|url| KbsConfig {
