@@ -59,8 +59,7 @@ pub struct BootConfig {
     /// Name servers for `/etc/resolv.conf` (none: the image's file is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<String>,
-    /// Give the enclave its own network namespace (no network at all on the native
-    /// platform; the pull then only works from an OCI layout).
+    /// After the pull, give the container its own network namespace with only `lo` up.
     #[serde(default, skip_serializing_if = "is_false")]
     pub net_namespace: bool,
     /// Log level: error, warn, info, debug, trace.

@@ -362,7 +362,9 @@ pub(crate) fn prepare(
     let root_hash = reader.root_hash().to_string();
     nix::unistd::sethostname(&config.hostname)?;
     if config.net_namespace {
+        // After the pull: the container gets a network namespace with only `lo`.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        crate::sys::loopback_up()?;
     }
     let setup = RootSetup {
         tmpfs_size: config.tmpfs_size,

@@ -19,14 +19,17 @@ pub(crate) fn owned_fd(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// Makes `command` start in new mount, pid, ipc and uts namespaces as PID 1 of the new pid
-/// namespace, keeping `control` (the enclave's end of the control socket) open across exec.
+/// Makes `command` start in a new session and in new mount, pid, ipc and uts namespaces as
+/// PID 1 of the new pid namespace, keeping `control` (the enclave's end of the control socket) open across exec.
 ///
 /// In the forked child the hook unshares the namespaces and forks again: the grandchild
 /// (PID 1) goes on to exec; the child stays behind as a waiter that closes every fd and
 /// exits with PID 1's status, so the `Child` the caller holds ends when the enclave ends.
 pub(crate) fn enter_namespaces_on_exec(command: &mut Command, control: RawFd) {
     let hook = move || -> std::io::Result<()> {
+        // A session of its own: the terminal's SIGINT/SIGQUIT/SIGTSTP reach only the host
+        // side, which forwards them, so the container never gets a signal twice.
+        nix::unistd::setsid()?;
         unshare(
             CloneFlags::CLONE_NEWNS
                 | CloneFlags::CLONE_NEWPID
@@ -65,4 +68,33 @@ pub(crate) fn enter_namespaces_on_exec(command: &mut Command, control: RawFd) {
     unsafe {
         command.pre_exec(hook);
     }
+}
+
+/// Brings the loopback interface of the current network namespace up (a new namespace
+/// starts with `lo` down).
+pub(crate) fn loopback_up() -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: socket takes plain integers; the fd it returns is owned right below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of this ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the union member SIOCGIFFLAGS filled.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the name and flags of this ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -510,3 +510,16 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_network_namespace_has_only_loopback_up() {
+    let Some(e) = env() else { return };
+    let config = e.boot_config(r#", "allow_host_args": true, "net_namespace": true"#);
+    let out = e.run(&config, &["ls /sys/class/net; cat /sys/class/net/lo/flags"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "lo\n0x9\n"),
+        "{stderr}"
+    );
+}
