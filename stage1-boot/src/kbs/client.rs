@@ -1,5 +1,6 @@
 //! The RCAR exchange over HTTP(S) with ureq, and resource requests on the session.
 
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +57,9 @@ pub struct KbsClient {
     agent: Agent,
     attester: Box<dyn Attester>,
     session: Mutex<Option<Session>>,
+    /// Resources already fetched by this client (one pull): a KEK shared by several layers
+    /// is fetched once.
+    fetched: Mutex<HashMap<String, Zeroizing<Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for KbsClient {
@@ -113,6 +117,7 @@ impl KbsClient {
             agent,
             attester,
             session: Mutex::new(None),
+            fetched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,11 +129,21 @@ impl KbsClient {
     /// Fetches and decrypts a resource, attesting first if there is no session and once
     /// more if the KBS answers 401.
     pub fn resource(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
-        self.fetch(uri).map_err(|source| KbsError::Resource {
-            uri: uri.to_string(),
+        let key = uri.to_string();
+        if let Some(known) = self.lock_fetched().get(&key) {
+            return Ok(known.clone());
+        }
+        let value = self.fetch(uri).map_err(|source| KbsError::Resource {
+            uri: key.clone(),
             kbs: self.base.clone(),
             source: Box::new(source),
-        })
+        })?;
+        self.lock_fetched().insert(key, value.clone());
+        Ok(value)
+    }
+
+    fn lock_fetched(&self) -> MutexGuard<'_, HashMap<String, Zeroizing<Vec<u8>>>> {
+        self.fetched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn fetch(&self, uri: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
