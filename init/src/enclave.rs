@@ -30,9 +30,19 @@ pub const CONTROL_FD_ENV: &str = "ENCC_ENCLAVE_FD";
 /// The line the native platform prints when an enclave starts.
 pub const SIMULATION_NOTICE: &str = "encc: native platform: simulated enclave (namespaces only; no SGX, no memory encryption, sample attestation)";
 
+/// Which requests an enclave accepts besides the PAL calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requests {
+    /// Only the PAL calls: `init` runs stage 1 under the boot config's policy (`init`).
+    Pal,
+    /// Also `open` of an already pulled image with a key the host gives, skipping stage 1
+    /// and the policy (`encc rootfs run`, a debugging tool).
+    PalAndDebugOpen,
+}
+
 /// When the current process was started as an enclave (by [`crate::host::Enclave`]), runs
 /// PID 1 and exits; otherwise returns. Call first thing in `main`.
-pub fn run_if_requested() {
+pub fn run_if_requested(accepted: Requests) {
     let Some(fd) = std::env::var_os(CONTROL_FD_ENV) else {
         return;
     };
@@ -40,7 +50,7 @@ pub fn run_if_requested() {
     let code = match fd.to_str().and_then(|s| s.parse::<i32>().ok()) {
         Some(fd) if fd > 2 => {
             let control = crate::sys::owned_fd(fd);
-            match Pid1::start(control) {
+            match Pid1::start(control, accepted) {
                 Ok(mut pid1) => pid1.serve(),
                 Err(e) => {
                     log::error!("enclave start failed: {e}");
@@ -68,6 +78,7 @@ pub(crate) struct Running {
 
 struct Pid1 {
     control: OwnedFd,
+    accepted: Requests,
     signals: SignalFd,
     running: Option<Running>,
     containers: BTreeSet<i32>,
@@ -83,7 +94,7 @@ enum StartError {
 }
 
 impl Pid1 {
-    fn start(control: OwnedFd) -> Result<Self, StartError> {
+    fn start(control: OwnedFd, accepted: Requests) -> Result<Self, StartError> {
         eprintln!("{SIMULATION_NOTICE}");
         // Blocked before any thread exists, so every thread inherits the mask and SIGCHLD
         // only arrives through the signalfd.
@@ -102,6 +113,7 @@ impl Pid1 {
         .map_err(StartError::Private)?;
         Ok(Self {
             control,
+            accepted,
             signals,
             running: None,
             containers: BTreeSet::new(),
@@ -169,6 +181,15 @@ impl Pid1 {
             Request::Boot { boot_config, image } => {
                 let result = stage1::boot(&boot_config, &image).map_err(|e| format!("{e:#}"));
                 self.become_ready(result)
+            }
+            Request::Open { .. } if self.accepted == Requests::Pal => {
+                self.reply(&Reply::Failed {
+                    errno: libc::EPERM,
+                    message:
+                        "this enclave accepts only the PAL calls (open is for debugging tools)"
+                            .into(),
+                });
+                None
             }
             Request::Open {
                 image_path,

@@ -27,7 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    encc_init::enclave::run_if_requested();
+    encc_init::enclave::run_if_requested(encc_init::enclave::Requests::Pal);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if encc_init::occlum::is_selected() {
         // Occlum's first boot stage: no arguments; the host names the image in ENCC_IMAGE.

@@ -63,7 +63,7 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     // `encc rootfs run` starts this program again as the simulated enclave's PID 1.
-    encc_init::enclave::run_if_requested();
+    encc_init::enclave::run_if_requested(encc_init::enclave::Requests::PalAndDebugOpen);
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
