@@ -65,6 +65,11 @@ pub struct BootConfig {
     /// Log level: error, warn, info, debug, trace.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Native platform: a key file (64 hex characters) standing in for SGX sealing. With
+    /// it, pulled images stay in the store with their data key sealed beside them and are
+    /// reused by later starts; without it each start pulls again and the image is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_key_file: Option<PathBuf>,
 }
 
 /// A Key Broker Service.
@@ -160,6 +165,7 @@ impl BootConfig {
             dns: Vec::new(),
             net_namespace: false,
             log_level: default_log_level(),
+            seal_key_file: None,
         }
     }
 
@@ -248,6 +254,12 @@ impl BootConfig {
             return Err(field(
                 "log_level",
                 format!("{:?} is not a log level", self.log_level),
+            ));
+        }
+        if let Some(seal) = self.seal_key_file.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(field(
+                "seal_key_file",
+                format!("{} is not an absolute path", seal.display()),
             ));
         }
         if let Some(kbs) = &self.kbs {

@@ -51,6 +51,10 @@ pub struct BootConfigArgs {
     /// Size of the in-memory writable layer, in MiB.
     #[arg(long = "tmpfs-size-mib", default_value_t = DEFAULT_TMPFS_SIZE >> 20)]
     pub tmpfs_size_mib: u64,
+    /// Native platform: key file standing in for SGX sealing; pulled images are then kept
+    /// in the store (data key sealed) and reused by later starts.
+    #[arg(long = "seal-key-file", value_name = "KEYFILE")]
+    pub seal_key_file: Option<PathBuf>,
     /// Log level inside the enclave.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
@@ -86,6 +90,7 @@ impl BootConfigArgs {
             tmpfs_size: self.tmpfs_size_mib << 20,
             hostname: self.hostname.clone(),
             log_level: self.log_level.clone(),
+            seal_key_file: self.seal_key_file.clone(),
             ..BootConfig::debugging(self.store.clone())
         };
         config.validate("from the command line")?;

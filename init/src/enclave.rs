@@ -47,6 +47,9 @@ pub fn run_if_requested(accepted: Requests) {
         return;
     };
     std::env::remove_var(CONTROL_FD_ENV);
+    // The enclave's log goes to the stderr it shares with the host side (RUST_LOG applies).
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .try_init();
     let code = match fd.to_str().and_then(|s| s.parse::<i32>().ok()) {
         Some(fd) if fd > 2 => {
             let control = crate::sys::owned_fd(fd);

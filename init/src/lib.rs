@@ -6,6 +6,7 @@
 //! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
 //! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
 //! - [`run`]: running one container to its end with signals forwarded;
+//! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
 //! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
 //!
 //! The native platform simulates the enclave lifecycle with namespaces; it has no memory
@@ -21,5 +22,6 @@ pub mod launch;
 pub mod occlum;
 mod protocol;
 pub mod run;
+pub mod seal;
 pub mod stage1;
 mod sys;

@@ -1,5 +1,6 @@
-//! Stage 1 inside the enclave: load and measure the boot config, pull the image under a
-//! fresh data key that never leaves enclave memory, and hand the result to stage 2.
+//! Stage 1 inside the enclave: load and measure the boot config, resolve the image and check
+//! the policy, pull it under a fresh data key that never leaves enclave memory (or reuse the
+//! image a sealing key kept), and hand the result to stage 2.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use encc_stage1::source::RegistryOptions;
 
 use crate::config::BootConfig;
 use crate::enclave::{prepare, Running};
+use crate::seal::{open_seal, write_seal, SealedPaths};
 
 /// The stage 1 settings a boot config implies.
 pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
@@ -73,18 +75,49 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot create the store {}", config.store.display()))?;
 
     let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
+    let resolved = stage1.resolve(&reference)?;
+    let manifest = resolved.image.manifest_digest.to_string();
+    let sealing = match &config.seal_key_file {
+        Some(path) => Some(
+            DataKey::read_file(path).with_context(|| format!("sealing key {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let sealed = SealedPaths::new(&config.store, &manifest);
+    if let Some(sealing) = &sealing {
+        if sealed.image.exists() && sealed.seal.exists() {
+            match reuse(sealing, &sealed, &manifest) {
+                Ok(reader) => {
+                    log::info!(
+                        "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
+                        reader.root_hash()
+                    );
+                    return prepare(reader, config, None);
+                }
+                Err(e) => log::warn!("{e:#}; pulling {reference} again"),
+            }
+        }
+    }
+
     let key = DataKey::generate()?;
-    let output = config
-        .store
-        .join(format!("encc-{}.img", hex::encode(random_id()?)));
+    let output = match sealing {
+        Some(_) => sealed.image.clone(),
+        None => config
+            .store
+            .join(format!("encc-{}.img", hex::encode(random_id()?))),
+    };
     let summary = stage1
-        .pull(&reference, &output, &key)
+        .pull_resolved(&resolved, &output, &key)
         .with_context(|| format!("pull of {reference} into {} failed", output.display()))?;
     log::info!(
-        "rootfs measurement {} for {reference} (manifest {})",
-        summary.root_hash,
-        summary.manifest_digest
+        "rootfs measurement {} for {reference} (manifest {manifest})",
+        summary.root_hash
     );
+    if let Some(sealing) = &sealing {
+        write_seal(sealing, &sealed.seal, &manifest, &key, &summary.root_hash)?;
+        let reader = RootfsReader::open(&output, &key)?;
+        return prepare(reader, config, None);
+    }
     let opened = RootfsReader::open(&output, &key)
         .map_err(anyhow::Error::from)
         .and_then(|reader| prepare(reader, config, Some(output.clone())));
@@ -92,6 +125,19 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         let _ = std::fs::remove_file(&output);
     }
     opened
+}
+
+/// Opens a kept image with its sealed key, checking the sealed root hash.
+fn reuse(sealing: &DataKey, paths: &SealedPaths, manifest: &str) -> anyhow::Result<RootfsReader> {
+    let (key, root) = open_seal(sealing, &paths.seal, manifest)?;
+    let reader = RootfsReader::open(&paths.image, &key)?;
+    anyhow::ensure!(
+        reader.root_hash() == root,
+        "{} has root hash {}, its seal says {root}",
+        paths.image.display(),
+        reader.root_hash()
+    );
+    Ok(reader)
 }
 
 fn random_id() -> anyhow::Result<[u8; 8]> {

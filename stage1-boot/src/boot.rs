@@ -217,6 +217,42 @@ impl Stage1 {
         &self.pull
     }
 
+    /// Resolves `image`'s manifest and config (every digest checked) and checks them
+    /// against the policy; nothing of any layer is fetched.
+    pub fn resolve(&self, image: &ImageRef) -> Result<Resolved, Stage1Error> {
+        let source: Arc<dyn source::Source> = Arc::from(source::open(image, &self.pull.registry)?);
+        let resolved = pull::resolve(&*source, self.pull.platform.as_ref())?;
+        if let Some(policy) = &self.policy {
+            check_policy(
+                policy,
+                &self.resources,
+                &self.registries,
+                &*source,
+                &resolved,
+            )?;
+        }
+        Ok(Resolved {
+            source,
+            image: resolved,
+        })
+    }
+
+    /// Pulls a resolved, accepted image into a new protected rootfs at `output` under `key`.
+    pub fn pull_resolved(
+        &self,
+        resolved: &Resolved,
+        output: &Path,
+        key: &DataKey,
+    ) -> Result<PullSummary, Stage1Error> {
+        Ok(pull::pull_resolved(
+            Arc::clone(&resolved.source),
+            &resolved.image,
+            output,
+            key,
+            &self.pull,
+        )?)
+    }
+
     /// Pulls `image` into a new protected rootfs at `output` under `key`, checking the
     /// policy after the manifest is resolved and before any layer is fetched.
     pub fn pull(
@@ -225,20 +261,16 @@ impl Stage1 {
         output: &Path,
         key: &DataKey,
     ) -> Result<PullSummary, Stage1Error> {
-        let src: Arc<dyn source::Source> = Arc::from(source::open(image, &self.pull.registry)?);
-        let checked = Arc::clone(&src);
-        let check = |resolved: &ResolvedImage| match &self.policy {
-            Some(policy) => check_policy(
-                policy,
-                &self.resources,
-                &self.registries,
-                &*checked,
-                resolved,
-            ),
-            None => Ok(()),
-        };
-        Ok(pull::pull(src, output, key, &self.pull, &check)?)
+        let resolved = self.resolve(image)?;
+        self.pull_resolved(&resolved, output, key)
     }
+}
+
+/// An image whose manifest and config were resolved and accepted by the policy.
+pub struct Resolved {
+    source: Arc<dyn source::Source>,
+    /// The manifest, config and their digests.
+    pub image: ResolvedImage,
 }
 
 fn load_policy(path: &Path) -> Result<Policy, Stage1Error> {

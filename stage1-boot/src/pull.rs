@@ -339,9 +339,21 @@ pub fn pull(
     options: &PullOptions,
     check: &dyn Fn(&ResolvedImage) -> Result<(), PullError>,
 ) -> Result<PullSummary, PullError> {
-    let reference = source.reference().to_string();
     let resolved = resolve(&*source, options.platform.as_ref())?;
     check(&resolved)?;
+    pull_resolved(source, &resolved, dest, key, options)
+}
+
+/// The second half of [`pull`]: fetches the layers of an image already resolved (and
+/// checked against the policy) into a new protected rootfs at `dest`.
+pub fn pull_resolved(
+    source: Arc<dyn Source>,
+    resolved: &ResolvedImage,
+    dest: &Path,
+    key: &DataKey,
+    options: &PullOptions,
+) -> Result<PullSummary, PullError> {
+    let reference = source.reference().to_string();
     let build_err = |source| PullError::Build {
         reference: reference.clone(),
         source,

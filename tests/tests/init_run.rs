@@ -540,3 +540,73 @@ fn init_accepts_only_the_pal_calls() {
     enclave.destroy().unwrap();
     e.assert_clean();
 }
+
+#[test]
+fn a_sealing_key_keeps_the_image_for_the_next_start() {
+    let Some(e) = env() else { return };
+    let seal_key = e.dir.path().join("seal.key");
+    encc_ok(args!["key", "gen", "-o", seal_key]);
+    let config = e.boot_config(&format!(
+        r#", "allow_host_args": true, "seal_key_file": "{}""#,
+        seal_key.display()
+    ));
+    let run = |script: &str| {
+        let out = e
+            .init(&config, &[script])
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        (stdout, stderr)
+    };
+    let measurement = |stderr: &str| {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("init: rootfs measurement"))
+            .unwrap();
+        line.to_owned()
+    };
+    let (out, first) = run("echo one > /tmp/x; cat /data/marker.txt");
+    assert_eq!(out, "image-file-marker-5c1e\n");
+    assert!(!first.contains("sealed image reused"), "{first}");
+    // The store keeps the image and its seal, and nothing in the clear.
+    let mut kept: Vec<String> = std::fs::read_dir(e.store())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept[0].ends_with(".img") && kept[1].ends_with(".seal"),
+        "{kept:?}"
+    );
+    for file in walk(&e.store()) {
+        assert!(
+            !file_contains(&file, b"image-file-marker-5c1e"),
+            "{}",
+            file.display()
+        );
+    }
+
+    // The next start reuses it: same measurement, no pull; container writes are gone.
+    let (out, second) = run("cat /tmp/x 2>/dev/null || echo fresh");
+    assert_eq!(out, "fresh\n");
+    assert!(second.contains("sealed image reused"), "{second}");
+    assert_eq!(measurement(&first), measurement(&second));
+
+    // A tampered seal is not trusted: the image is pulled again under a new key.
+    let seal = e.store().join(&kept[1]);
+    let mut bytes = std::fs::read(&seal).unwrap();
+    bytes[30] ^= 1;
+    std::fs::write(&seal, &bytes).unwrap();
+    let (out, third) = run("echo ok");
+    assert_eq!(out, "ok\n");
+    assert!(
+        third.contains("does not open") && third.contains("pulling"),
+        "{third}"
+    );
+    assert_ne!(measurement(&first), measurement(&third));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&*e.dir.path().to_string_lossy()));
+}

@@ -1,0 +1,174 @@
+//! The native platform's sealed bookkeeping: with a sealing key (a host key file standing in
+//! for SGX sealing), a pulled image is kept in the store under its manifest digest, with its
+//! data key and root hash sealed beside it, so the next start reuses it instead of pulling
+//! again. The seal is AES-256-GCM-SIV with the manifest digest as associated data: the host
+//! can delete a seal but not move it to another image or alter it unnoticed.
+
+use std::path::{Path, PathBuf};
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use encc_rootfs::{DataKey, RootHash, KEY_LEN};
+use zeroize::Zeroizing;
+
+const NONCE_LEN: usize = 12;
+const AAD_PREFIX: &[u8] = b"encc seal v1 ";
+
+/// Why a seal cannot be made or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// Reading or writing the seal file failed.
+    #[error("cannot {what} seal {}", path.display())]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The seal file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The seal does not open with this sealing key for this manifest.
+    #[error("seal {} does not open (other sealing key, other image, or tampered)", path.display())]
+    Unauthentic {
+        /// The seal file.
+        path: PathBuf,
+    },
+    /// No randomness for the nonce.
+    #[error("no randomness for a seal nonce")]
+    Random(#[source] getrandom::Error),
+}
+
+/// Where an image and its seal live in the store.
+#[derive(Debug, Clone)]
+pub struct SealedPaths {
+    /// The protected image.
+    pub image: PathBuf,
+    /// Its seal.
+    pub seal: PathBuf,
+}
+
+impl SealedPaths {
+    /// The names for the image with manifest digest `manifest` (`sha256:…`).
+    pub fn new(store: &Path, manifest: &str) -> Self {
+        let name = manifest.replace(':', "-");
+        Self {
+            image: store.join(format!("{name}.img")),
+            seal: store.join(format!("{name}.seal")),
+        }
+    }
+}
+
+fn aad(manifest: &str) -> Vec<u8> {
+    [AAD_PREFIX, manifest.as_bytes()].concat()
+}
+
+/// Writes the seal of `key` and `root` for `manifest` (temporary file, then rename).
+pub fn write_seal(
+    sealing: &DataKey,
+    path: &Path,
+    manifest: &str,
+    key: &DataKey,
+    root: &RootHash,
+) -> Result<(), SealError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(SealError::Random)?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(KEY_LEN + 32));
+    plain.extend_from_slice(key.as_bytes());
+    plain.extend_from_slice(&root.0);
+    let cipher = Aes256GcmSiv::new(sealing.as_bytes().into());
+    let sealed = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &aad(manifest),
+            },
+        )
+        .map_err(|_| SealError::Unauthentic {
+            path: path.to_owned(),
+        })?;
+    let io = |what| {
+        move |source| SealError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let tmp = path.with_extension("seal.tmp");
+    std::fs::write(&tmp, [nonce.as_slice(), &sealed].concat()).map_err(io("write"))?;
+    std::fs::rename(&tmp, path).map_err(io("rename"))
+}
+
+/// Opens the seal at `path` for `manifest`: the image's data key and root hash.
+pub fn open_seal(
+    sealing: &DataKey,
+    path: &Path,
+    manifest: &str,
+) -> Result<(DataKey, RootHash), SealError> {
+    let bytes = std::fs::read(path).map_err(|source| SealError::Io {
+        what: "read",
+        path: path.to_owned(),
+        source,
+    })?;
+    let unauthentic = || SealError::Unauthentic {
+        path: path.to_owned(),
+    };
+    if bytes.len() != NONCE_LEN + KEY_LEN + 32 + 16 {
+        return Err(unauthentic());
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let cipher = Aes256GcmSiv::new(sealing.as_bytes().into());
+    let plain = Zeroizing::new(
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad(manifest),
+                },
+            )
+            .map_err(|_| unauthentic())?,
+    );
+    let mut key = [0u8; KEY_LEN];
+    key.copy_from_slice(&plain[..KEY_LEN]);
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&plain[KEY_LEN..]);
+    let key = DataKey::from_bytes(key);
+    Ok((key, RootHash(root)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_open_only_for_their_manifest_key_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealing = DataKey::generate().unwrap();
+        let key = DataKey::generate().unwrap();
+        let root = RootHash([7u8; 32]);
+        let path = dir.path().join("x.seal");
+        write_seal(&sealing, &path, "sha256:aa", &key, &root).unwrap();
+        let (opened, opened_root) = open_seal(&sealing, &path, "sha256:aa").unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+        assert_eq!(opened_root, root);
+
+        let other = DataKey::generate().unwrap();
+        assert!(matches!(
+            open_seal(&other, &path, "sha256:aa"),
+            Err(SealError::Unauthentic { .. })
+        ));
+        assert!(matches!(
+            open_seal(&sealing, &path, "sha256:bb"),
+            Err(SealError::Unauthentic { .. })
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            open_seal(&sealing, &path, "sha256:aa"),
+            Err(SealError::Unauthentic { .. })
+        ));
+    }
+}
