@@ -3,6 +3,7 @@
 #   cold      init --boot-config B docker://…/busybox true   (enclave namespaces, pull,
 #             verify, encrypt + Merkle, FUSE + overlayfs, pivot_root, exec, teardown)
 #   peer      skopeo copy docker://… oci:DIR + umoci raw unpack + unshare -mpf chroot DIR true
+#   warm      the same with a seal_key_file, the sealed image of an earlier start reused
 #   stage 2   encc rootfs run IMG -- true   (stage 2 alone on a pulled image)
 #   floor     unshare -mpf chroot DIR true   (namespaces + exec on a plain directory)
 # over the busybox fixture image (tests/fixtures/make-images.sh) on a loopback docker-registry.
@@ -28,6 +29,10 @@ ref="docker://$ENCC_TEST_REGISTRY/test/busybox:latest"
 "$bin/encc" boot-config init --store "$work/store" --insecure-policy \
     --insecure-registry "$ENCC_TEST_REGISTRY" --allow-host-args > "$work/boot.json"
 "$bin/encc" key gen -o "$work/key"
+"$bin/encc" key gen -o "$work/seal.key"
+"$bin/encc" boot-config init --store "$work/sealed-store" --insecure-policy --seal-key-file "$work/seal.key" \
+    --insecure-registry "$ENCC_TEST_REGISTRY" --allow-host-args > "$work/sealed.json"
+RUST_LOG=error "$bin/init" --boot-config "$work/sealed.json" "$ref" true
 "$bin/encc" image pull --insecure-policy --tls-verify=false "$ref" -o "$work/busybox.img" \
     --key-file "$work/key" > /dev/null 2>&1
 
@@ -63,6 +68,7 @@ export -f peer_cold
 export work ref
 
 read -r cold_s cold_kb < <(series nothing env RUST_LOG=error "$bin/init" --boot-config "$work/boot.json" "$ref" true)
+read -r warm_s warm_kb < <(series nothing env RUST_LOG=error "$bin/init" --boot-config "$work/sealed.json" "$ref" true)
 read -r peer_s peer_kb < <(series peer_prep bash -c peer_cold)
 read -r s2_s s2_kb < <(series nothing env RUST_LOG=error "$bin/encc" rootfs run "$work/busybox.img" --key-file "$work/key" -- true)
 rm -rf "$work/bundle"; skopeo copy --quiet --src-tls-verify=false "$ref" "oci:$work/oci:x"
@@ -75,4 +81,5 @@ echo
 echo "| step | encc | peer | encc / peer |"
 echo "|---|---|---|---|"
 echo "| cold start (pull + build + mount + run \`true\`) | ${cold_s} s, ${cold_kb} KiB | skopeo + umoci unpack + chroot: ${peer_s} s, ${peer_kb} KiB | $(ratio "$cold_s" "$peer_s") |"
+echo "| warm \`init\` (sealed image reused; manifest and policy checked again) | ${warm_s} s, ${warm_kb} KiB | skopeo + umoci unpack + chroot: ${peer_s} s, ${peer_kb} KiB | $(ratio "$warm_s" "$peer_s") |"
 echo "| stage 2 alone (mount + pivot + run \`true\`) | ${s2_s} s, ${s2_kb} KiB | unshare + chroot: ${floor_s} s, ${floor_kb} KiB | $(ratio "$s2_s" "$floor_s") |"
