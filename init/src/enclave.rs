@@ -4,25 +4,19 @@
 
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use encc_rootfs::container::{PreparedRoot, RootSetup, SpawnError};
-use encc_rootfs::{DataKey, RootfsReader, KEY_LEN};
-use encc_stage1::manifest::{ImageConfig, RunConfig};
-use encc_stage1::pull::attachment;
+use encc_rootfs::container::SpawnError;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use zeroize::Zeroizing;
 
-use crate::config::{BootConfig, DEFAULT_TMP_SIZE};
 use crate::launch::{compose, entry_program, LaunchRequest};
 use crate::protocol::{self, ChannelError, Reply, Request};
 use crate::stage1;
+use crate::stage2::{open_pulled, Running};
 
 /// The environment variable naming the control fd of an enclave process.
 pub const CONTROL_FD_ENV: &str = "ENCC_ENCLAVE_FD";
@@ -67,16 +61,6 @@ pub fn run_if_requested(accepted: Requests) {
         }
     };
     std::process::exit(code);
-}
-
-/// What is running inside the enclave once it is ready.
-pub(crate) struct Running {
-    root: PreparedRoot,
-    root_hash: String,
-    image: RunConfig,
-    config: BootConfig,
-    /// The image file to remove at teardown (pulled by stage 1), if any.
-    pulled: Option<PathBuf>,
 }
 
 struct Pid1 {
@@ -362,66 +346,4 @@ impl Pid1 {
         }
         code
     }
-}
-
-/// Reads the run config a pull stored in the image.
-pub(crate) fn image_run_config(reader: &RootfsReader) -> Result<RunConfig, anyhow::Error> {
-    let bytes = reader.attachment(attachment::CONFIG)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} holds no image config (was it made by a pull?)",
-            reader.path().display()
-        )
-    })?;
-    let config: ImageConfig = serde_json::from_slice(&bytes)?;
-    Ok(config.config.unwrap_or_default())
-}
-
-/// Prepares the container root for an opened image.
-pub(crate) fn prepare(
-    reader: RootfsReader,
-    config: BootConfig,
-    pulled: Option<PathBuf>,
-) -> Result<Running, anyhow::Error> {
-    let image = image_run_config(&reader)?;
-    let root_hash = reader.root_hash().to_string();
-    nix::unistd::sethostname(&config.hostname)?;
-    if config.net_namespace {
-        // After the pull: the container gets a network namespace with only `lo`.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-        crate::sys::loopback_up()?;
-    }
-    let setup = RootSetup {
-        tmpfs_size: config.tmpfs_size,
-        tmp_size: DEFAULT_TMP_SIZE.min(config.tmpfs_size),
-        hostname: config.hostname.clone(),
-        hosts: config.hosts.clone(),
-        dns: config.dns.clone(),
-        user: image.user.clone().unwrap_or_default(),
-    };
-    let root = PreparedRoot::prepare(Arc::new(reader), &config.store, &setup)?;
-    Ok(Running {
-        root,
-        root_hash,
-        image,
-        config,
-        pulled,
-    })
-}
-
-fn open_pulled(
-    image_path: PathBuf,
-    key_hex: &str,
-    config: BootConfig,
-) -> Result<Running, anyhow::Error> {
-    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    hex::decode_to_slice(key_hex, bytes.as_mut_slice())
-        .map_err(|_| anyhow::anyhow!("the data key is not {} hex digits", KEY_LEN * 2))?;
-    let key = DataKey::from_bytes(*bytes);
-    let reader = RootfsReader::open(&image_path, &key)?;
-    log::info!(
-        "rootfs measurement {} ({})",
-        reader.root_hash(),
-        image_path.display()
-    );
-    prepare(reader, config, None)
 }

@@ -4,7 +4,8 @@
 //! - [`config`]: the trusted boot config ([`config_args`]: the flags that compose one);
 //! - [`launch`]: image config + boot config + untrusted launch request → the process;
 //! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
-//! - [`enclave`]: the enclave's PID 1 (stage 1, stage 2, reaping, signal forwarding);
+//! - [`enclave`]: the enclave's PID 1 (requests, reaping, signal forwarding, teardown);
+//! - [`stage1`]: boot config → stage 1 (pull or reuse of a sealed image); `stage2`: the root;
 //! - [`run`]: running one container to its end with signals forwarded;
 //! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
 //! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
@@ -24,4 +25,5 @@ mod protocol;
 pub mod run;
 pub mod seal;
 pub mod stage1;
+mod stage2;
 mod sys;

@@ -22,9 +22,9 @@ use encc_stage1::reference::ImageRef;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::config::BootConfig;
-use crate::enclave::image_run_config;
 use crate::launch::entry_program;
 use crate::stage1::stage1_config;
+use crate::stage2::image_run_config;
 
 /// The boot config's place in the initfs.
 pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";

@@ -15,8 +15,8 @@ use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
 
 use crate::config::BootConfig;
-use crate::enclave::{prepare, Running};
 use crate::seal::{open_seal, write_seal, SealedPaths};
+use crate::stage2::{prepare, Running};
 
 /// The stage 1 settings a boot config implies.
 pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {

@@ -5,6 +5,7 @@
 //!
 //! The caller must already be in a private mount namespace (the enclave's).
 
+mod in_root;
 mod root;
 mod spawn;
 mod sys;

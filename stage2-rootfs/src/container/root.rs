@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use nix::unistd::symlinkat;
 
+use super::in_root;
 use super::user::{resolve_user, Credentials};
 use super::ContainerError;
 use crate::fuse::{self, Mount};
@@ -125,10 +126,10 @@ impl PreparedRoot {
             Some(&overlay),
         )?;
 
-        let root_fd = open_in_root(&merged, ".", OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        let root_fd = in_root::open_root(&merged)?;
         self.write_etc_files(&root_fd, setup)?;
-        let passwd = read_in_root(&root_fd, &merged, "etc/passwd")?;
-        let group = read_in_root(&root_fd, &merged, "etc/group")?;
+        let passwd = in_root::read_small(&root_fd, "etc/passwd")?;
+        let group = in_root::read_small(&root_fd, "etc/group")?;
         self.credentials = resolve_user(&setup.user, &passwd, &group)?;
 
         let tmp = format!("size={},mode=1777", setup.tmp_size);
@@ -159,33 +160,7 @@ impl PreparedRoot {
     /// Creates `dir` (absolute, inside the root) and its missing parents, like runc does
     /// for the working directory.
     pub fn create_dir_all(&self, dir: &str) -> Result<(), ContainerError> {
-        let mut parent = open_in_root(&self.merged, ".", OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        for name in dir.split('/').filter(|n| !n.is_empty() && *n != ".") {
-            let opened = openat2(
-                &parent,
-                name,
-                OpenHow::new()
-                    .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                    .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-            );
-            parent = match opened {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) if name != ".." => {
-                    nix::sys::stat::mkdirat(&parent, name, Mode::from_bits_truncate(0o755))
-                        .map_err(|e| self.errno("create the working directory", dir, e))?;
-                    openat2(
-                        &parent,
-                        name,
-                        OpenHow::new()
-                            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-                    )
-                    .map_err(|e| self.errno("open the working directory", dir, e))?
-                }
-                Err(e) => return Err(self.errno("open the working directory", dir, e)),
-            };
-        }
-        Ok(())
+        in_root::mkdir_all(&in_root::open_root(&self.merged)?, dir)
     }
 
     fn errno(&self, what: &'static str, path: &str, errno: Errno) -> ContainerError {
@@ -201,16 +176,7 @@ impl PreparedRoot {
         root_fd: &OwnedFd,
         setup: &RootSetup,
     ) -> Result<(), ContainerError> {
-        if let Err(Errno::ENOENT) = openat2(
-            root_fd,
-            "etc",
-            OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-        ) {
-            nix::sys::stat::mkdirat(root_fd, "etc", Mode::from_bits_truncate(0o755))
-                .map_err(|e| self.errno("create", "/etc", e))?;
-        }
+        in_root::dir(root_fd, "etc")?;
         let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
             setup.hostname
@@ -232,15 +198,7 @@ impl PreparedRoot {
             files.push(("etc/resolv.conf", resolv));
         }
         for (name, contents) in files {
-            let fd = openat2(
-                root_fd,
-                name,
-                OpenHow::new()
-                    .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_CLOEXEC)
-                    .mode(Mode::from_bits_truncate(0o644))
-                    .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-            )
-            .map_err(|e| self.errno("write", name, e))?;
+            let fd = in_root::create_file(root_fd, name)?;
             std::io::Write::write_all(&mut std::fs::File::from(fd), contents.as_bytes()).map_err(
                 |source| ContainerError::Io {
                     what: "write",
@@ -261,7 +219,7 @@ impl PreparedRoot {
             flags,
             Some("size=65536k,mode=0755"),
         )?;
-        let dev = open_in_root_fd(root_fd, "dev", OFlag::O_DIRECTORY | OFlag::O_RDONLY)?;
+        let dev = in_root::open(root_fd, "dev", OFlag::O_DIRECTORY | OFlag::O_RDONLY)?;
         for (name, major, minor) in DEVICES {
             mknodat(
                 &dev,
@@ -320,14 +278,7 @@ impl PreparedRoot {
         flags: MsFlags,
         data: Option<&str>,
     ) -> Result<(), ContainerError> {
-        let target = match open_in_root_fd(root_fd, name, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-            Ok(fd) => fd,
-            Err(_) => {
-                nix::sys::stat::mkdirat(root_fd, name, Mode::from_bits_truncate(0o755))
-                    .map_err(|e| self.errno("create mount point", name, e))?;
-                open_in_root_fd(root_fd, name, OFlag::O_PATH | OFlag::O_DIRECTORY)?
-            }
-        };
+        let target = in_root::dir(root_fd, name)?;
         let via = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
         mount(Some(fstype), &via, Some(fstype), flags, data).map_err(|e| {
             ContainerError::Mount {
@@ -411,74 +362,6 @@ impl Drop for PreparedRoot {
                 log::warn!("tearing down {}: {e}", self.staging.display());
             }
         }
-    }
-}
-
-fn open_in_root(root: &Path, name: &str, flags: OFlag) -> Result<OwnedFd, ContainerError> {
-    nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .and_then(|dir| {
-        openat2(
-            &dir,
-            name,
-            OpenHow::new()
-                .flags(flags | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-        )
-    })
-    .map_err(|e| ContainerError::Io {
-        what: "open",
-        path: root.join(name),
-        source: e.into(),
-    })
-}
-
-fn open_in_root_fd(root: &OwnedFd, name: &str, flags: OFlag) -> Result<OwnedFd, ContainerError> {
-    openat2(
-        root,
-        name,
-        OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-    )
-    .map_err(|e| ContainerError::Io {
-        what: "open",
-        path: PathBuf::from("/").join(name),
-        source: e.into(),
-    })
-}
-
-/// Reads a small text file of the image (at most 1 MiB); missing means empty.
-fn read_in_root(root_fd: &OwnedFd, root: &Path, name: &str) -> Result<String, ContainerError> {
-    use std::io::Read as _;
-    match openat2(
-        root_fd,
-        name,
-        OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT),
-    ) {
-        Ok(fd) => {
-            let mut text = Vec::new();
-            std::fs::File::from(fd)
-                .take(1 << 20)
-                .read_to_end(&mut text)
-                .map_err(|source| ContainerError::Io {
-                    what: "read",
-                    path: root.join(name),
-                    source,
-                })?;
-            Ok(String::from_utf8_lossy(&text).into_owned())
-        }
-        Err(Errno::ENOENT) => Ok(String::new()),
-        Err(e) => Err(ContainerError::Io {
-            what: "open",
-            path: PathBuf::from("/").join(name),
-            source: e.into(),
-        }),
     }
 }
 

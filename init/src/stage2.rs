@@ -1,0 +1,86 @@
+//! Stage 2 preparation on the native platform: from an opened protected image and the boot
+//! config to a container root ready for `create_process` (hostname, optional network
+//! namespace, FUSE + overlayfs root, the image user resolved).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use encc_rootfs::container::{PreparedRoot, RootSetup};
+use encc_rootfs::{DataKey, RootfsReader, KEY_LEN};
+use encc_stage1::manifest::{ImageConfig, RunConfig};
+use encc_stage1::pull::attachment;
+use zeroize::Zeroizing;
+
+use crate::config::{BootConfig, DEFAULT_TMP_SIZE};
+
+/// What is running inside the enclave once it is ready.
+pub(crate) struct Running {
+    pub(crate) root: PreparedRoot,
+    pub(crate) root_hash: String,
+    pub(crate) image: RunConfig,
+    pub(crate) config: BootConfig,
+    /// The image file to remove at teardown (pulled by stage 1), if any.
+    pub(crate) pulled: Option<PathBuf>,
+}
+
+/// Reads the run config a pull stored in the image.
+pub(crate) fn image_run_config(reader: &RootfsReader) -> Result<RunConfig, anyhow::Error> {
+    let bytes = reader.attachment(attachment::CONFIG)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} holds no image config (was it made by a pull?)",
+            reader.path().display()
+        )
+    })?;
+    let config: ImageConfig = serde_json::from_slice(&bytes)?;
+    Ok(config.config.unwrap_or_default())
+}
+
+/// Prepares the container root for an opened image.
+pub(crate) fn prepare(
+    reader: RootfsReader,
+    config: BootConfig,
+    pulled: Option<PathBuf>,
+) -> Result<Running, anyhow::Error> {
+    let image = image_run_config(&reader)?;
+    let root_hash = reader.root_hash().to_string();
+    nix::unistd::sethostname(&config.hostname)?;
+    if config.net_namespace {
+        // After the pull: the container gets a network namespace with only `lo`.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        crate::sys::loopback_up()?;
+    }
+    let setup = RootSetup {
+        tmpfs_size: config.tmpfs_size,
+        tmp_size: DEFAULT_TMP_SIZE.min(config.tmpfs_size),
+        hostname: config.hostname.clone(),
+        hosts: config.hosts.clone(),
+        dns: config.dns.clone(),
+        user: image.user.clone().unwrap_or_default(),
+    };
+    let root = PreparedRoot::prepare(Arc::new(reader), &config.store, &setup)?;
+    Ok(Running {
+        root,
+        root_hash,
+        image,
+        config,
+        pulled,
+    })
+}
+
+pub(crate) fn open_pulled(
+    image_path: PathBuf,
+    key_hex: &str,
+    config: BootConfig,
+) -> Result<Running, anyhow::Error> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    hex::decode_to_slice(key_hex, bytes.as_mut_slice())
+        .map_err(|_| anyhow::anyhow!("the data key is not {} hex digits", KEY_LEN * 2))?;
+    let key = DataKey::from_bytes(*bytes);
+    let reader = RootfsReader::open(&image_path, &key)?;
+    log::info!(
+        "rootfs measurement {} ({})",
+        reader.root_hash(),
+        image_path.display()
+    );
+    prepare(reader, config, None)
+}
