@@ -7,98 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 
+use common::gpg::*;
+use common::pull::*;
 use common::*;
-
-struct Work {
-    dir: tempfile::TempDir,
-    key: PathBuf,
-}
-
-fn work() -> Work {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("key");
-    encc_ok(args!["key", "gen", "-o", key]);
-    Work { dir, key }
-}
-
-impl Work {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Pulls and extracts; returns the extracted tree and the pull's JSON.
-    fn pull_extract(
-        &self,
-        reference: &str,
-        name: &str,
-        extra: &[&str],
-    ) -> (PathBuf, serde_json::Value) {
-        let image = self.path(&format!("{name}.img"));
-        let mut a: Vec<&std::ffi::OsStr> = args![
-            "image",
-            "pull",
-            reference,
-            "-o",
-            image,
-            "--key-file",
-            self.key,
-            "--json"
-        ]
-        .to_vec();
-        a.extend(extra.iter().map(std::ffi::OsStr::new));
-        if !extra.contains(&"--policy") {
-            a.push(std::ffi::OsStr::new("--insecure-policy"));
-        }
-        let json: serde_json::Value = serde_json::from_str(&encc_ok(&a)).unwrap();
-        let out = self.path(name);
-        encc_ok(args![
-            "rootfs",
-            "extract",
-            image,
-            "--key-file",
-            self.key,
-            "-o",
-            out
-        ]);
-        (out, json)
-    }
-
-    /// A pull that must fail; returns stderr and checks no file was left behind.
-    fn pull_fails(&self, reference: &str, extra: &[&str]) -> String {
-        let image = self.path("failed.img");
-        let mut a: Vec<&std::ffi::OsStr> = args![
-            "image",
-            "pull",
-            reference,
-            "-o",
-            image,
-            "--key-file",
-            self.key
-        ]
-        .to_vec();
-        a.extend(extra.iter().map(std::ffi::OsStr::new));
-        if !extra.contains(&"--policy") {
-            a.push(std::ffi::OsStr::new("--insecure-policy"));
-        }
-        let out = encc(&a);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "pull of {reference} should fail: {stderr}"
-        );
-        let left: Vec<_> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("failed.img"))
-            .collect();
-        assert!(left.is_empty(), "a failed pull left {left:?}");
-        stderr
-    }
-}
 
 /// A snapshot without directory mtimes: umoci does not restore the mtime of a directory
 /// that a later layer changes without carrying its entry, encc keeps the last entry's.
@@ -907,105 +821,26 @@ fn cosign_policy_accepts_signed_images_and_rejects_before_any_layer() {
     );
 }
 
-/// Runs gpg with `home` as GNUPGHOME; returns stdout.
-fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A new signing key in `home`; returns its fingerprint and the exported public key file.
-fn gpg_key(home: &Path, name: &str, out: &Path) -> String {
-    gpg(
-        home,
-        &[
-            "--quick-gen-key",
-            &format!("{name} <{name}@example.com>"),
-            "rsa2048",
-            "sign",
-            "never",
-        ],
-    );
-    let listing = String::from_utf8(gpg(home, &["--with-colons", "--list-keys", name])).unwrap();
-    let fpr = listing
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .unwrap()
-        .split(':')
-        .nth(9)
-        .unwrap()
-        .to_owned();
-    std::fs::write(out, gpg(home, &["--export", &fpr])).unwrap();
-    fpr
-}
-
-struct GpgAgentGuard(PathBuf);
-
-impl Drop for GpgAgentGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", &self.0)
-            .args(["--kill", "gpg-agent"])
-            .status();
-    }
-}
-
 #[test]
 fn gpg_signed_by_policy_with_a_lookaside_store() {
     let Some(p) = peers() else { return };
     let w = work();
-    let home = w.path("gnupg");
-    std::fs::create_dir(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let _agent = GpgAgentGuard(home.clone());
+    let gnupg = GpgHome::new(w.path("gnupg"));
+    let home = gnupg.0.clone();
     let (key, other) = (w.path("signer.gpg"), w.path("other.gpg"));
     let fpr = gpg_key(&home, "signer", &key);
     gpg_key(&home, "other", &other);
 
-    let store = w.path("sigstore");
-    let regd = w.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
-    std::fs::write(
-        regd.join("default.yaml"),
-        format!(
-            "default-docker:\n  lookaside: file://{0}\n  lookaside-staging: file://{0}\n",
-            store.display()
-        ),
-    )
-    .unwrap();
+    let lookaside = Lookaside::new(w.dir.path());
+    let (store, regd) = (&lookaside.store, &lookaside.registries_d);
     let layout = p.fixtures.join("layout");
     let copy = |src: &str, dest: &str, sign: bool| {
-        let mut cmd = Command::new("skopeo");
-        cmd.env("GNUPGHOME", &home)
-            .args([
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--registries.d",
-            ])
-            .arg(&regd);
-        if sign {
-            cmd.args(["--sign-by", &fpr]);
-        }
-        let out = cmd
-            .arg(format!("oci:{}:{src}", layout.display()))
-            .arg(format!("docker://{}/{dest}", p.registry))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy {src}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lookaside.copy(
+            &home,
+            sign.then_some(fpr.as_str()),
+            &format!("oci:{}:{src}", layout.display()),
+            &format!("docker://{}/{dest}", p.registry),
+        )
     };
     copy("busybox", "signed/busybox:latest", true);
     copy("layered", "signed/unsigned:latest", false);

@@ -11,31 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::enclave::*;
 use common::kbs::TestKbs;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
-    registry: String,
-    fixtures: PathBuf,
-}
-
-fn env() -> Option<Env> {
-    let peers = root_peers()?;
-    Some(Env {
-        dir: tempfile::tempdir().unwrap(),
-        registry: peers.registry,
-        fixtures: peers.fixtures,
-    })
-}
-
 impl Env {
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn image(&self) -> String {
-        format!("docker://{}/test/busybox:latest", self.registry)
+    /// A tag of the fixtures' OCI layout.
+    fn layout_image(&self, tag: &str) -> String {
+        format!("oci:{}:{tag}", self.fixtures.join("layout").display())
     }
 
     /// Writes a boot config with the test store and registry plus `extra` fields.
@@ -51,10 +34,15 @@ impl Env {
     }
 
     fn init(&self, config: &Path, args: &[&str]) -> Command {
+        self.init_image(config, &self.image(), args)
+    }
+
+    /// `init` of another image than the busybox fixture.
+    fn init_image(&self, config: &Path, image: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("init"));
         cmd.arg("--boot-config")
             .arg(config)
-            .arg(self.image())
+            .arg(image)
             .args(args)
             .env("RUST_LOG", "warn")
             .env_remove("FOO");
@@ -66,25 +54,6 @@ impl Env {
         self.assert_clean();
         out
     }
-
-    /// Nothing mounted under the test directory, nothing left in the store but what the
-    /// host put there.
-    fn assert_clean(&self) {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        assert!(!mounts.contains(&dir), "mounts left behind:\n{mounts}");
-        if let Ok(entries) = std::fs::read_dir(self.store()) {
-            let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
-            assert!(left.is_empty(), "store not empty after the run: {left:?}");
-        }
-    }
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Processes whose command line contains `needle`.
@@ -190,14 +159,8 @@ fn exit_codes_like_docker_run() {
         assert_eq!(out.status.code(), Some(code), "{script}: {}", text(&out).1);
     }
     // A missing entrypoint binary: the message docker users know, exit 127.
-    let out = Command::new(bin("init"))
-        .arg("--boot-config")
-        .arg(&config)
-        .arg(format!(
-            "oci:{}:nosuch-entrypoint",
-            e.fixtures.join("layout").display()
-        ))
-        .env("RUST_LOG", "warn")
+    let out = e
+        .init_image(&config, &e.layout_image("nosuch-entrypoint"), &[])
         .output()
         .unwrap();
     e.assert_clean();
@@ -471,14 +434,8 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
     .unwrap();
     // `enc-coco` is the layered busybox image with every layer encrypted for CoCo's key
     // provider: it runs only if the KEK came from the KBS after attestation.
-    let out = Command::new(bin("init"))
-        .arg("--boot-config")
-        .arg(&config)
-        .arg(format!(
-            "oci:{}:enc-coco",
-            e.fixtures.join("layout").display()
-        ))
-        .env("RUST_LOG", "warn")
+    let out = e
+        .init_image(&config, &e.layout_image("enc-coco"), &[])
         .output()
         .unwrap();
     e.assert_clean();
@@ -491,14 +448,8 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
 
     // Without the KEK the start fails before anything runs.
     std::fs::remove_file(kbs.dir.path().join("default/image-kek/layered")).unwrap();
-    let out = Command::new(bin("init"))
-        .arg("--boot-config")
-        .arg(&config)
-        .arg(format!(
-            "oci:{}:enc-coco",
-            e.fixtures.join("layout").display()
-        ))
-        .env("RUST_LOG", "warn")
+    let out = e
+        .init_image(&config, &e.layout_image("enc-coco"), &[])
         .output()
         .unwrap();
     e.assert_clean();

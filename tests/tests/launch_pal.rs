@@ -8,32 +8,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::enclave::*;
 use common::*;
 
-struct Env {
-    dir: tempfile::TempDir,
-    registry: String,
-}
-
-fn env() -> Option<Env> {
-    let peers = root_peers()?;
-    Some(Env {
-        dir: tempfile::tempdir().unwrap(),
-        registry: peers.registry,
-    })
-}
-
 impl Env {
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn image(&self) -> String {
-        format!("docker://{}/test/busybox:latest", self.registry)
-    }
-
     fn launch(&self, extra: &[&str], args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("encc-launch"));
         cmd.arg("run")
@@ -44,18 +24,6 @@ impl Env {
             .arg(self.image())
             .args(args);
         cmd
-    }
-
-    fn assert_clean(&self) {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mounts.contains(&*self.dir.path().to_string_lossy()),
-            "{mounts}"
-        );
-        if let Ok(entries) = std::fs::read_dir(self.store()) {
-            let left: Vec<_> = entries.map(|e| e.unwrap().file_name()).collect();
-            assert!(left.is_empty(), "store not empty: {left:?}");
-        }
     }
 
     fn boot_config(&self) -> PathBuf {
@@ -70,13 +38,6 @@ impl Env {
         .unwrap();
         path
     }
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -137,8 +98,8 @@ fn encc_launch_with_a_boot_config_and_a_missing_entrypoint() {
         .args(["run", "--boot-config"])
         .arg(&config)
         .arg(format!(
-            "oci:{}/layout:nosuch-entrypoint",
-            std::env::var("ENCC_TEST_FIXTURES").unwrap()
+            "oci:{}:nosuch-entrypoint",
+            e.fixtures.join("layout").display()
         ))
         .output()
         .unwrap();

@@ -10,7 +10,10 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod enclave;
+pub mod gpg;
 pub mod kbs;
+pub mod pull;
 
 /// The image fixtures and the loopback docker-registry that tests/run starts
 /// (tests/fixtures/setup-peers.sh).
