@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use encc_init::host::Enclave;
-use encc_init::run::{run_entry, LAUNCH_FAILED};
+use encc_init::run::{run_in_own_enclave, RunError, LAUNCH_FAILED};
 
 /// encc in-enclave init (native platform).
 #[derive(Parser)]
@@ -44,34 +43,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> i32 {
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("init: cannot find this program's path: {e}");
-            return LAUNCH_FAILED;
-        }
-    };
-    let enclave = match Enclave::spawn(&exe) {
-        Ok(enclave) => Arc::new(enclave),
-        Err(e) => {
-            eprintln!("init: {e}");
-            return LAUNCH_FAILED;
-        }
-    };
-    let ready = match enclave.boot(&cli.boot_config, &cli.reference) {
-        Ok(ready) => ready,
-        Err(e) => {
-            eprintln!("init: {e}");
-            enclave.reap_process();
-            return LAUNCH_FAILED;
-        }
-    };
-    eprintln!("init: rootfs measurement {}", ready.root_hash);
     let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
-    let code = run_entry(&enclave, &ready, &cli.args, &env);
-    if let Err(e) = enclave.destroy() {
-        eprintln!("init: teardown failed: {e}");
-        return if code == 0 { 1 } else { code };
+    let boot = |enclave: &Enclave| {
+        let ready = enclave.boot(&cli.boot_config, &cli.reference)?;
+        eprintln!("init: rootfs measurement {}", ready.root_hash);
+        Ok(ready)
+    };
+    match run_in_own_enclave(boot, &cli.args, &env) {
+        Ok(code) => code,
+        Err(RunError::Teardown { code, source }) => {
+            eprintln!("init: teardown failed: {source}");
+            if code == 0 {
+                1
+            } else {
+                code
+            }
+        }
+        Err(e) => {
+            eprintln!("init: {e}");
+            LAUNCH_FAILED
+        }
     }
-    code
 }

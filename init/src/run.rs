@@ -77,3 +77,48 @@ pub fn run_entry(enclave: &Arc<Enclave>, ready: &Ready, args: &[String], env: &[
     let _ = forwarder.join();
     code
 }
+
+/// Why [`run_in_own_enclave`] could not give the container's exit code cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// This program's path is unknown (it is the enclave binary).
+    #[error("cannot find this program's path")]
+    Exe(#[source] std::io::Error),
+    /// The enclave could not be started or readied (nothing is left running).
+    #[error(transparent)]
+    Start(#[from] EnclaveError),
+    /// The container ran with exit code `code`, but tearing down failed.
+    #[error("teardown failed (the container exited with {code})")]
+    Teardown {
+        /// The container's exit code.
+        code: i32,
+        /// The cause.
+        #[source]
+        source: EnclaveError,
+    },
+}
+
+/// The whole native run from this program: start an enclave (this binary as PID 1), ready
+/// it with `start` (the PAL's init, or a debugging open), run the entry program with `args`
+/// and `env` to its end, and tear everything down. Returns the container's exit code.
+pub fn run_in_own_enclave(
+    start: impl FnOnce(&Enclave) -> Result<Ready, EnclaveError>,
+    args: &[String],
+    env: &[String],
+) -> Result<i32, RunError> {
+    let exe = std::env::current_exe().map_err(RunError::Exe)?;
+    let enclave = Arc::new(Enclave::spawn(&exe)?);
+    let ready = match start(&enclave) {
+        Ok(ready) => ready,
+        Err(e) => {
+            // A failed start ends the enclave; wait for it so nothing is left behind.
+            enclave.reap_process();
+            return Err(e.into());
+        }
+    };
+    let code = run_entry(&enclave, &ready, args, env);
+    enclave
+        .destroy()
+        .map_err(|source| RunError::Teardown { code, source })?;
+    Ok(code)
+}

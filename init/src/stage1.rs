@@ -113,16 +113,21 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         "rootfs measurement {} for {reference} (manifest {manifest})",
         summary.root_hash
     );
-    if let Some(sealing) = &sealing {
-        write_seal(sealing, &sealed.seal, &manifest, &key, &summary.root_hash)?;
-        let reader = RootfsReader::open(&output, &key)?;
-        return prepare(reader, config, None);
-    }
+    // A sealed image stays for the next start; otherwise it goes at teardown.
+    let delete_at_teardown = match &sealing {
+        Some(sealing) => {
+            write_seal(sealing, &sealed.seal, &manifest, &key, &summary.root_hash)?;
+            None
+        }
+        None => Some(output.clone()),
+    };
     let opened = RootfsReader::open(&output, &key)
         .map_err(anyhow::Error::from)
-        .and_then(|reader| prepare(reader, config, Some(output.clone())));
+        .and_then(|reader| prepare(reader, config, delete_at_teardown.clone()));
     if opened.is_err() {
-        let _ = std::fs::remove_file(&output);
+        if let Some(image) = &delete_at_teardown {
+            let _ = std::fs::remove_file(image);
+        }
     }
     opened
 }

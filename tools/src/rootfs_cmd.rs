@@ -275,18 +275,18 @@ fn run_container(args: &RunArgs) -> Result<u8> {
         ..encc_init::config::BootConfig::debugging(store)
     };
     config.validate("encc rootfs run")?;
-    let exe = std::env::current_exe().context("cannot find this program's path")?;
-    let enclave = Arc::new(encc_init::host::Enclave::spawn(&exe)?);
-    let ready = match enclave.open(&image, &key, &config) {
-        Ok(ready) => ready,
+    let open = |enclave: &encc_init::host::Enclave| {
+        let ready = enclave.open(&image, &key, &config)?;
+        log::info!("rootfs measurement {}", ready.root_hash);
+        Ok(ready)
+    };
+    let code = match encc_init::run::run_in_own_enclave(open, &args.args, &[]) {
+        Ok(code) => code,
+        Err(e @ encc_init::run::RunError::Teardown { .. }) => return Err(e.into()),
         Err(e) => {
-            enclave.reap_process();
-            return Err(e).with_context(|| format!("cannot start {}", image.display()));
+            return Err(anyhow::Error::from(e).context(format!("cannot start {}", image.display())))
         }
     };
-    log::info!("rootfs measurement {}", ready.root_hash);
-    let code = encc_init::run::run_entry(&enclave, &ready, &args.args, &[]);
-    enclave.destroy().context("teardown failed")?;
     Ok(code.clamp(0, 255) as u8)
 }
 

@@ -317,42 +317,41 @@ impl PreparedRoot {
     }
 
     fn unmount_all(&mut self) -> Result<(), ContainerError> {
-        let mut first_error = None;
-        // The overlay and everything in it first, then the FUSE server, then the tmpfs.
-        let staging_tmpfs = self.mounts.first().cloned();
-        while let Some(path) = self.mounts.pop() {
-            if Some(&path) == staging_tmpfs.as_ref() {
-                if let Some(fuse) = self.fuse.take() {
-                    if let Err(e) = fuse.unmount() {
-                        first_error.get_or_insert(ContainerError::Fuse(e));
-                    }
-                }
-            }
-            if let Err(e) = umount2(&path, MntFlags::MNT_DETACH) {
-                log::warn!("cannot unmount {}: {e}", path.display());
-                first_error.get_or_insert(ContainerError::Mount {
-                    fstype: "unmount".into(),
-                    target: path,
-                    source: e.into(),
-                });
-            }
-        }
+        // The overlay and everything in it first (newest first), then the FUSE server, then
+        // the staging tmpfs under it; every step is tried, the first error is returned.
+        let staging_tmpfs = (!self.mounts.is_empty()).then(|| self.mounts.remove(0));
+        let mut results: Vec<Result<(), ContainerError>> =
+            self.mounts.drain(..).rev().map(detach).collect();
         if let Some(fuse) = self.fuse.take() {
-            if let Err(e) = fuse.unmount() {
-                first_error.get_or_insert(ContainerError::Fuse(e));
-            }
+            results.push(fuse.unmount().map_err(ContainerError::Fuse));
         }
+        results.extend(staging_tmpfs.map(detach));
         if self.staging.exists() {
-            if let Err(source) = std::fs::remove_dir_all(&self.staging) {
-                first_error.get_or_insert(ContainerError::Io {
+            results.push(std::fs::remove_dir_all(&self.staging).map_err(|source| {
+                ContainerError::Io {
                     what: "remove",
                     path: self.staging.clone(),
                     source,
-                });
-            }
+                }
+            }));
         }
-        first_error.map_or(Ok(()), Err)
+        results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
     }
+}
+
+/// Lazily unmounts `path` (its submounts with it).
+fn detach(path: PathBuf) -> Result<(), ContainerError> {
+    umount2(&path, MntFlags::MNT_DETACH).map_err(|e| {
+        log::warn!("cannot unmount {}: {e}", path.display());
+        ContainerError::Mount {
+            fstype: "unmount".into(),
+            target: path,
+            source: e.into(),
+        }
+    })
 }
 
 impl Drop for PreparedRoot {
