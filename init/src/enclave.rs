@@ -184,7 +184,7 @@ impl Pid1 {
                 config,
             } => {
                 let result =
-                    open_pulled(image_path, &key_hex, *config).map_err(|e| format!("{e:#}"));
+                    open_pulled(image_path, &key_hex.0, *config).map_err(|e| format!("{e:#}"));
                 self.become_ready(result)
             }
             Request::CreateProcess { path, argv, env } => {

@@ -12,7 +12,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::config::BootConfig;
 use crate::enclave::CONTROL_FD_ENV;
-use crate::protocol::{self, ChannelError, Reply, Request};
+use crate::protocol::{self, ChannelError, KeyHex, Reply, Request};
 
 /// What `init`/`open` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,11 +191,10 @@ impl Enclave {
         key: &encc_rootfs::DataKey,
         config: &BootConfig,
     ) -> Result<Ready, EnclaveError> {
-        let key_hex = zeroize::Zeroizing::new(hex::encode(key.as_bytes()));
         let reply = self.call(
             &Request::Open {
                 image_path: image.to_owned(),
-                key_hex: key_hex.to_string(),
+                key_hex: KeyHex(hex::encode(key.as_bytes())),
                 config: Box::new(config.clone()),
             },
             &[],

@@ -29,8 +29,8 @@ pub enum Request {
     Open {
         /// The protected image.
         image_path: PathBuf,
-        /// Its data key, hex (the debugging tool was given it by the user).
-        key_hex: String,
+        /// Its data key (the debugging tool was given it by the user).
+        key_hex: KeyHex,
         /// Settings to apply.
         config: Box<BootConfig>,
     },
@@ -52,6 +52,23 @@ pub enum Request {
     },
     /// The PAL's `destroy`.
     Destroy,
+}
+
+/// A data key in hex on the channel: zeroized on drop, never shown by `Debug`.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyHex(pub String);
+
+impl Drop for KeyHex {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for KeyHex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHex(<redacted>)")
+    }
 }
 
 /// Enclave → host.
@@ -114,7 +131,8 @@ pub fn send<T: Serialize>(
     msg: &T,
     fds: &[RawFd],
 ) -> Result<(), ChannelError> {
-    let bytes = serde_json::to_vec(msg).map_err(ChannelError::Malformed)?;
+    // Zeroized: an `open` request carries a data key.
+    let bytes = zeroize::Zeroizing::new(serde_json::to_vec(msg).map_err(ChannelError::Malformed)?);
     let iov = [IoSlice::new(&bytes)];
     let cmsgs = [ControlMessage::ScmRights(fds)];
     let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &cmsgs };
@@ -131,7 +149,7 @@ pub fn send<T: Serialize>(
 pub fn receive<T: for<'de> Deserialize<'de>>(
     sock: BorrowedFd<'_>,
 ) -> Result<(T, Vec<OwnedFd>), ChannelError> {
-    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; MAX_MESSAGE]);
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     let (len, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
