@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::enclave::*;
 use common::kbs::TestKbs;
@@ -402,12 +401,10 @@ fn bad_config_and_refused_images_stop_before_anything_runs() {
         ),
     )
     .unwrap();
-    let started = Instant::now();
     let out = e.run(&config, &[]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr.contains("rejected by policy scope"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
