@@ -44,10 +44,7 @@ fn umoci_unpack(layout: &Path, tag: &str, out: &Path) {
 
 #[test]
 fn layout_pulls_match_umoci_unpack() {
-    let Some(p) = peers() else { return };
-    if !is_root() {
-        return;
-    }
+    let Some(p) = root_peers() else { return };
     let w = work();
     let layout = p.fixtures.join("layout");
     for tag in ["busybox", "layered", "crafted"] {
@@ -98,10 +95,7 @@ fn layout_pulls_match_umoci_unpack() {
 
 #[test]
 fn registry_pulls_oci_docker_v2s2_zstd_and_index() {
-    let Some(p) = peers() else { return };
-    if !is_root() {
-        return;
-    }
+    let Some(p) = root_peers() else { return };
     let w = work();
     let layout = p.fixtures.join("layout");
     let cases = [
@@ -565,10 +559,7 @@ fn https_registry_with_cert_dir_or_tls_verify_false() {
 
 #[test]
 fn encrypted_layers_decrypt_with_the_right_key_only() {
-    let Some(p) = peers() else { return };
-    if !is_root() {
-        return;
-    }
+    let Some(p) = root_peers() else { return };
     let w = work();
     let layout = p.fixtures.join("layout");
     let keys = p.fixtures.join("keys");

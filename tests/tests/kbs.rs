@@ -24,10 +24,7 @@ fn layout_ref(p: &Peers, tag: &str) -> String {
 
 #[test]
 fn policy_gpg_key_auth_file_and_layer_kek_come_from_the_kbs() {
-    let Some(p) = peers() else { return };
-    if !is_root() {
-        return;
-    }
+    let Some(p) = root_peers() else { return };
     let w = work();
     // A signing key; its public half goes to the KBS only.
     let gnupg = GpgHome::new(w.path("gnupg"));
@@ -159,10 +156,7 @@ fn a_refused_resource_is_a_clear_error_and_leaves_no_image() {
 
 #[test]
 fn an_ended_session_is_attested_again() {
-    let Some(p) = peers() else { return };
-    if !is_root() {
-        return;
-    }
+    let Some(p) = root_peers() else { return };
     let w = work();
     // Each session serves one resource, then answers 401: the policy and the KEK (fetched
     // once for both layers) need two sessions.
