@@ -15,7 +15,6 @@ use nix::unistd::Pid;
 
 use crate::launch::{compose, entry_program, LaunchRequest};
 use crate::protocol::{self, ChannelError, Reply, Request};
-use crate::stage1;
 use crate::stage2::{open_pulled, Running};
 
 /// The environment variable naming the control fd of an enclave process.
@@ -166,7 +165,8 @@ impl Pid1 {
                 None
             }
             Request::Boot { boot_config, image } => {
-                let result = stage1::boot(&boot_config, &image).map_err(|e| format!("{e:#}"));
+                let result = crate::platform::native::boot(&boot_config, &image)
+                    .map_err(|e| format!("{e:#}"));
                 self.become_ready(result)
             }
             Request::Open { .. } if self.accepted == Requests::Pal => {
@@ -251,10 +251,7 @@ impl Pid1 {
                 "create_process needs exactly three stdio fds".into(),
             );
         };
-        let request = LaunchRequest {
-            args: argv.into_iter().skip(1).collect(),
-            env,
-        };
+        let request = LaunchRequest { argv, env };
         let spec = match compose(
             &running.image,
             &running.config,

@@ -1,12 +1,17 @@
 //! From the image config, the trusted boot config and the untrusted launch request to the
-//! process that runs: argv = Entrypoint + Cmd (host args replace Cmd only when the boot
-//! config allows it); env = image Env, then trusted env, then allowlisted host env, with a
-//! default `PATH` and `HOME`; working dir from the image.
+//! process that runs, by the rule in [`encc_exec`] that both platforms share: argv =
+//! Entrypoint + Cmd (a host argv equal to the image's is not an override; any other needs
+//! `allow_host_args`); env = image Env, then trusted env, then allowlisted host env, with
+//! default `PATH`, `HOSTNAME` and `HOME`; working dir from the image. On Occlum `init`
+//! writes the [`LaunchPlan`] into the lower layer and `encc-exec` applies it there.
 
+use encc_exec::LaunchPlan;
 use encc_rootfs::container::ProcessSpec;
 use encc_stage1::manifest::RunConfig;
 
 use crate::config::BootConfig;
+
+pub use encc_exec::ArgvError as LaunchError;
 
 /// `PATH` when the image sets none (docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -14,25 +19,15 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// What the host asks for (untrusted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchRequest {
-    /// Arguments replacing the image's `Cmd` (empty: keep `Cmd`).
-    pub args: Vec<String>,
+    /// The full argv the host passed, argv[0] included (empty or argv[0] alone: the
+    /// image's own).
+    pub argv: Vec<String>,
     /// Host environment, `NAME=value`.
     pub env: Vec<String>,
 }
 
-/// A request the boot config does not allow.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LaunchError {
-    /// Host arguments given but `allow_host_args` is false.
-    #[error("host arguments {0:?} are refused: the boot config does not set allow_host_args")]
-    HostArgs(Vec<String>),
-    /// Neither Entrypoint nor Cmd nor host args.
-    #[error("the image has no Entrypoint or Cmd and no arguments were given")]
-    NoCommand,
-}
-
-/// The program the image starts: Entrypoint[0], else Cmd[0] (what Occlum's entry point
-/// check compares `create_process`'s path with).
+/// The program the image starts: Entrypoint[0], else Cmd[0] (what the native platform's
+/// entry point check compares `create_process`'s path with).
 pub fn entry_program(image: &RunConfig) -> Option<&str> {
     image
         .entrypoint
@@ -43,64 +38,51 @@ pub fn entry_program(image: &RunConfig) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Composes the container process. `home` is the image user's home directory.
+/// Everything about the container process but the host's request. `home` is the image
+/// user's home directory.
+pub fn launch_plan(image: &RunConfig, boot: &BootConfig, home: &str) -> LaunchPlan {
+    let env = image
+        .env
+        .iter()
+        .flatten()
+        .chain(&boot.env)
+        .cloned()
+        .collect();
+    let cwd = image
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "/".into());
+    LaunchPlan {
+        entrypoint: image.entrypoint.clone().unwrap_or_default(),
+        cmd: image.cmd.clone().unwrap_or_default(),
+        env,
+        env_allowlist: boot.env_allowlist.clone(),
+        env_defaults: vec![
+            format!("PATH={DEFAULT_PATH}"),
+            format!("HOSTNAME={}", boot.hostname),
+            format!("HOME={home}"),
+        ],
+        cwd,
+        allow_host_args: boot.allow_host_args,
+    }
+}
+
+/// Composes the container process on the native platform.
 pub fn compose(
     image: &RunConfig,
     boot: &BootConfig,
     request: &LaunchRequest,
     home: &str,
 ) -> Result<ProcessSpec, LaunchError> {
-    if !request.args.is_empty() && !boot.allow_host_args {
-        return Err(LaunchError::HostArgs(request.args.clone()));
-    }
-    let mut argv: Vec<String> = image.entrypoint.clone().unwrap_or_default();
-    if request.args.is_empty() {
-        argv.extend(image.cmd.clone().unwrap_or_default());
-    } else {
-        argv.extend(request.args.iter().cloned());
-    }
-    if argv.is_empty() {
-        return Err(LaunchError::NoCommand);
-    }
-
-    let mut env: Vec<String> = Vec::new();
-    let mut set = |entry: &str| {
-        let name = entry.split_once('=').map_or(entry, |(n, _)| n);
-        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) != name);
-        env.push(entry.to_owned());
-    };
-    for entry in image.env.iter().flatten() {
-        set(entry);
-    }
-    for entry in &boot.env {
-        set(entry);
-    }
-    for entry in &request.env {
-        match entry.split_once('=') {
-            Some((name, _)) if boot.env_allowlist.iter().any(|a| a == name) => set(entry),
-            Some((name, _)) => {
-                log::info!("host environment variable {name} dropped (not in env_allowlist)")
-            }
-            None => log::info!("host environment entry {entry:?} dropped (not NAME=value)"),
-        }
-    }
-    let has = |env: &[String], name: &str| env.iter().any(|e| e.starts_with(&format!("{name}=")));
-    if !has(&env, "PATH") {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOSTNAME") {
-        env.push(format!("HOSTNAME={}", boot.hostname));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={home}"));
-    }
-
-    let cwd = image
-        .working_dir
-        .clone()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "/".into());
-    Ok(ProcessSpec { argv, env, cwd })
+    let process = launch_plan(image, boot, home).process(&request.argv, &request.env, |name| {
+        log::info!("host environment variable {name:?} dropped (not in env_allowlist)")
+    })?;
+    Ok(ProcessSpec {
+        argv: process.argv,
+        env: process.env,
+        cwd: process.cwd,
+    })
 }
 
 #[cfg(test)]
@@ -132,7 +114,7 @@ mod tests {
             r#"{"store": "/s", "insecure_policy": true, "env": ["B=trusted", "C=trusted"], "env_allowlist": ["C", "D"]}"#,
         );
         let req = LaunchRequest {
-            args: vec![],
+            argv: vec![],
             env: vec![
                 "A=host".into(),
                 "C=host".into(),
@@ -160,7 +142,7 @@ mod tests {
     #[test]
     fn host_args_replace_cmd_only_when_allowed() {
         let req = LaunchRequest {
-            args: vec!["echo other".into()],
+            argv: vec!["/bin/sh".into(), "echo other".into()],
             env: vec![],
         };
         let strict = boot(r#"{"store": "/s", "insecure_policy": true}"#);
@@ -172,6 +154,31 @@ mod tests {
         assert_eq!(
             compose(&image(), &open, &req, "/").unwrap().argv,
             ["/bin/sh", "-c", "echo other"]
+        );
+    }
+
+    #[test]
+    fn the_images_own_argv_is_accepted_without_allow_host_args() {
+        let strict = boot(r#"{"store": "/s", "insecure_policy": true}"#);
+        // rune and containerd pass the OCI process args: the image's Entrypoint + Cmd.
+        let own = LaunchRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            env: vec![],
+        };
+        assert_eq!(
+            compose(&image(), &strict, &own, "/").unwrap().argv,
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        let other = LaunchRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), "cat /secret".into()],
+            env: vec![],
+        };
+        assert_eq!(
+            compose(&image(), &strict, &other, "/"),
+            Err(LaunchError::HostArgs(vec![
+                "-c".into(),
+                "cat /secret".into()
+            ]))
         );
     }
 

@@ -21,6 +21,7 @@ pub mod enclave;
 pub mod host;
 pub mod launch;
 pub mod occlum;
+mod platform;
 mod protocol;
 pub mod run;
 pub mod seal;

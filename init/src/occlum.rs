@@ -1,37 +1,40 @@
 //! The Occlum platform: `init` as Occlum's first-stage init inside an SGX enclave.
 //!
-//! **Never run here**: it needs SGX hardware and the Occlum SDK. It is compiled and its
-//! syscall structs are layout-tested (in `encc_rootfs::occlum`); nothing claims it works.
+//! **Never run on SGX or inside the Occlum LibOS**: it needs SGX hardware and the Occlum
+//! SDK. The tests run it under an Occlum interface emulator (tests/); its syscall structs
+//! are layout-tested in `encc_rootfs::occlum`.
 //!
 //! Flow: the boot config from the measured initfs, the image reference from the untrusted
-//! `ENCC_IMAGE` variable; the store (hostfs) mounted by init itself (Occlum.json's mounts
-//! apply only after the root swap); stage 1 pulls into the store under a fresh data key;
-//! stage 2 extracts the verified tree into an SEFS lower layer encrypted by the LibOS under a
-//! fresh SEFS key, and MountRootFS (syscall 363) makes it the root with an SEFS upper layer.
-//! init then exits 0, and the host starts the entry program with create_process.
+//! `ENCC_IMAGE` variable, then the shared stage 1 ([`crate::stage1::boot`]) with this
+//! platform's side: the store (hostfs) mounted by init itself (Occlum.json's mounts apply
+//! only after the root swap); nothing kept across starts; stage 2 extracts the verified tree
+//! into a per-start SEFS lower layer encrypted by the LibOS under a fresh SEFS key, adds
+//! encc's exec shim and the launch plan ([`lower`]), and MountRootFS (syscall 363) makes it
+//! the root with an SEFS upper layer. init then exits 0, and the host may start only the
+//! shim ([`encc_exec::EXEC_PATH`]), which runs the image's entrypoint as the plan says.
+//! After a failure nothing of this start is left in the store (image, lower, upper layer).
+
+mod lower;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+use encc_exec::EXEC_PATH;
 use encc_rootfs::occlum::{
-    hostfs_mount_options, mount_rootfs, sefs_mount_options, OcclumRootfs, SefsKey, SEFS_KEY_LEN,
+    hostfs_mount_options, mount_rootfs, OcclumRootfs, SefsKey, SEFS_KEY_LEN,
 };
-use encc_rootfs::{host_tree, DataKey, RootfsReader};
-use encc_stage1::boot::Stage1;
-use encc_stage1::reference::ImageRef;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use encc_rootfs::{DataKey, RootHash, RootfsReader};
+use nix::mount::{mount, MsFlags};
 
 use crate::config::BootConfig;
-use crate::launch::entry_program;
-use crate::stage1::stage1_config;
+use crate::launch::launch_plan;
+use crate::platform::{per_start_image, random_name, Platform};
 use crate::stage2::image_run_config;
 
 /// The boot config's place in the initfs.
 pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";
 /// Where the host names the image.
 pub const IMAGE_ENV: &str = "ENCC_IMAGE";
-/// Where init mounts the SEFS lower layer to fill it.
-const STAGING: &str = "/encc-lower";
 
 /// Whether init runs under Occlum (`OCCLUM=yes`).
 pub fn is_selected() -> bool {
@@ -40,75 +43,134 @@ pub fn is_selected() -> bool {
 
 /// Runs the first boot stage under Occlum.
 pub fn run() -> Result<()> {
-    let loaded = BootConfig::load(Path::new(BOOT_CONFIG_PATH))?;
-    log::info!("boot config {BOOT_CONFIG_PATH} sha256:{}", loaded.sha256);
-    let config = loaded.config;
-    let image: ImageRef = std::env::var(IMAGE_ENV)
-        .with_context(|| format!("{IMAGE_ENV} must name the image"))?
-        .parse()?;
+    let config = crate::stage1::load_boot_config(Path::new(BOOT_CONFIG_PATH), "")?;
+    let image =
+        std::env::var(IMAGE_ENV).with_context(|| format!("{IMAGE_ENV} must name the image"))?;
+    crate::stage1::boot(&Occlum, config, &image)
+}
 
-    let store = config.store.clone();
-    std::fs::create_dir_all(&store)
-        .with_context(|| format!("cannot create {}", store.display()))?;
-    let options = hostfs_mount_options(&store)?;
-    mount(
-        Some("hostfs"),
-        &store,
-        Some("hostfs"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .with_context(|| format!("cannot mount the store {} (hostfs)", store.display()))?;
+/// The Occlum platform's side of stage 1.
+pub(crate) struct Occlum;
 
-    let key = DataKey::generate()?;
-    let pulled = store.join("encc-rootfs.img");
-    let summary = Stage1::prepare(&stage1_config(&config)?)?.pull(&image, &pulled, &key)?;
-    log::info!("rootfs measurement {} for {image}", summary.root_hash);
-    let reader = RootfsReader::open(&pulled, &key)?;
-    let run = image_run_config(&reader)?;
-    let program = entry_program(&run)
-        .context("the image has no Entrypoint or Cmd")?
-        .to_owned();
+impl Platform for Occlum {
+    type Entered = ();
 
-    let mut raw = [0u8; SEFS_KEY_LEN];
-    getrandom::fill(&mut raw).context("no randomness for the SEFS key")?;
-    let sefs_key = SefsKey::from_bytes(raw);
-    let (lower, upper) = (store.join("sefs-lower"), store.join("sefs-upper"));
-    fill_lower(&reader, &lower, &sefs_key)?;
-    std::fs::remove_file(&pulled).with_context(|| format!("cannot remove {}", pulled.display()))?;
+    fn open_store(&self, config: &BootConfig) -> Result<()> {
+        let store = &config.store;
+        std::fs::create_dir_all(store)
+            .with_context(|| format!("cannot create {}", store.display()))?;
+        let options = hostfs_mount_options(store)?;
+        mount(
+            Some("hostfs"),
+            store,
+            Some("hostfs"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .with_context(|| format!("cannot mount the store {} (hostfs)", store.display()))
+    }
 
-    let entry_dir = Path::new(&program)
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_else(|| PathBuf::from("/"));
-    mount_rootfs(&OcclumRootfs {
-        lower_layer: lower,
-        upper_layer: upper,
-        entry_point: entry_dir,
+    /// Nothing is kept: there is no sealing of kept images on Occlum yet.
+    fn reuse(&self, _config: &BootConfig, _manifest: &str) -> Result<Option<RootfsReader>> {
+        Ok(None)
+    }
+
+    fn image_path(&self, config: &BootConfig, _manifest: &str) -> Result<PathBuf> {
+        per_start_image(&config.store)
+    }
+
+    fn keep(
+        &self,
+        _config: &BootConfig,
+        _manifest: &str,
+        _key: &DataKey,
+        _root_hash: &RootHash,
+        _image: &Path,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn enter(
+        &self,
+        reader: RootfsReader,
+        config: BootConfig,
+        pulled: Option<PathBuf>,
+    ) -> Result<()> {
+        let run = image_run_config(&reader)?;
+        if let Some(user) = run.user.as_deref().filter(|u| !u.is_empty()) {
+            // Occlum 0.30 has no setuid (syscall/mod.rs: `Setuid = 105 => handle_unsupported`).
+            log::warn!("occlum: the image user {user:?} is not applied: the LibOS has one user");
+        }
+        let plan = launch_plan(&run, &config, "/root");
+        let layers = Layers::new(&config.store)?;
+        let mut raw = [0u8; SEFS_KEY_LEN];
+        getrandom::fill(&mut raw).context("no randomness for the SEFS key")?;
+        let key = SefsKey::from_bytes(raw);
+        raw.fill(0);
+
+        let filled = lower::fill(&reader, &layers.lower, &key, &plan);
+        drop(reader);
+        if let Some(image) = &pulled {
+            // The verified tree is in SEFS now (or the fill failed): the image goes either way.
+            std::fs::remove_file(image)
+                .with_context(|| format!("cannot remove {}", image.display()))?;
+        }
+        let mounted = filled
+            .and_then(|()| mount_rootfs(&rootfs_config(&layers, key)).map_err(anyhow::Error::from));
+        if mounted.is_err() {
+            layers.remove();
+        }
+        mounted
+    }
+}
+
+/// The host paths of this start's two SEFS layers (per start: no other start's layer, and
+/// no layer a host left behind, is ever mounted).
+struct Layers {
+    lower: PathBuf,
+    upper: PathBuf,
+}
+
+impl Layers {
+    fn new(store: &Path) -> Result<Self> {
+        let name = random_name()?;
+        Ok(Self {
+            lower: store.join(format!("sefs-{name}-lower")),
+            upper: store.join(format!("sefs-{name}-upper")),
+        })
+    }
+
+    fn remove(&self) {
+        for dir in [&self.lower, &self.upper] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("cannot remove {}: {e}", dir.display()),
+            }
+        }
+    }
+}
+
+/// MountRootFS's config. The entry point is the exact path of encc-exec: Occlum 0.30 checks
+/// every `occlum_pal_create_process` path with `validate_program_path` in
+/// `src/libos/src/entry.rs` — absolute, no `..` component, and
+/// `target_path.starts_with(valid_path_prefix)` for one of the entry points, where
+/// `Path::starts_with` compares whole components — and `ConfigApp::from_user` in
+/// `src/libos/src/config.rs` makes this `entry_point` the app stage's only entry point. A
+/// file path therefore admits that file alone; a directory (`/` for `/app`) would admit
+/// every program of the image with any argv.
+fn rootfs_config(layers: &Layers, key: SefsKey) -> OcclumRootfs {
+    OcclumRootfs {
+        lower_layer: layers.lower.clone(),
+        upper_layer: layers.upper.clone(),
+        entry_point: PathBuf::from(EXEC_PATH),
         hostfs_source: None,
         hostfs_target: None,
-        env: config.env.clone(),
-        key: Some(sefs_key),
-    })?;
-    Ok(())
+        // The container's environment is in the launch plan; Occlum's env.default stays.
+        env: Vec::new(),
+        key: Some(key),
+    }
 }
 
-/// Extracts the verified image into a new SEFS at `lower` (host path), through an
-/// in-enclave mount: the LibOS encrypts every file before it reaches the host.
-fn fill_lower(reader: &RootfsReader, lower: &Path, key: &SefsKey) -> Result<()> {
-    std::fs::create_dir_all(STAGING).with_context(|| format!("cannot create {STAGING}"))?;
-    let options = sefs_mount_options(lower, Some(key))?;
-    mount(
-        Some("sefs"),
-        STAGING,
-        Some("sefs"),
-        MsFlags::empty(),
-        Some(options.as_str()),
-    )
-    .with_context(|| format!("cannot mount SEFS {} on {STAGING}", lower.display()))?;
-    let extracted = host_tree::extract(reader, Path::new(STAGING).join("root").as_path());
-    let unmounted = umount2(STAGING, MntFlags::empty());
-    extracted.context("cannot extract the image into SEFS")?;
-    unmounted.context("cannot unmount the SEFS lower layer")?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,8 @@
-//! Stage 1 inside the enclave: load and measure the boot config, resolve the image and check
-//! the policy, pull it under a fresh data key that never leaves enclave memory (or reuse the
-//! image a sealing key kept), and hand the result to stage 2.
+//! Stage 1 inside the enclave, one flow for both platforms: load and measure the boot
+//! config, resolve the image and check the policy, pull it under a fresh data key that never
+//! leaves enclave memory (or reuse an image the platform kept), and hand the result to the
+//! platform's stage 2 ([`Platform`]).
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -15,8 +15,7 @@ use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
 
 use crate::config::BootConfig;
-use crate::seal::{open_seal, write_seal, SealedPaths};
-use crate::stage2::{prepare, Running};
+use crate::platform::Platform;
 
 /// The stage 1 settings a boot config implies.
 pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
@@ -53,59 +52,47 @@ pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
     })
 }
 
-/// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
-pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
-    let loaded = BootConfig::load(boot_config)?;
+/// Loads the trusted boot config, logs its sha256 (`note` says what the measurement is)
+/// and applies its log level.
+pub(crate) fn load_boot_config(path: &Path, note: &str) -> anyhow::Result<BootConfig> {
+    let loaded = BootConfig::load(path)?;
     if let Ok(level) = loaded.config.log_level.parse::<log::LevelFilter>() {
         log::set_max_level(level);
     }
     log::info!(
-        "boot config {} sha256:{} (simulated measurement)",
-        boot_config.display(),
+        "boot config {} sha256:{}{note}",
+        path.display(),
         loaded.sha256
     );
-    let config = loaded.config;
+    Ok(loaded.config)
+}
+
+/// Stage 1 on either platform: the host's image reference, the store, resolve and policy,
+/// a kept image or a pull under a fresh data key (never leaving enclave memory), the
+/// measurement, then the platform's stage 2. A pulled image of this start only is removed
+/// when stage 2 fails.
+pub(crate) fn boot<P: Platform>(
+    platform: &P,
+    config: BootConfig,
+    image: &str,
+) -> anyhow::Result<P::Entered> {
     let reference: ImageRef = image
         .parse()
         .with_context(|| format!("image reference {image:?} from the host"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.store)
-        .with_context(|| format!("cannot create the store {}", config.store.display()))?;
-
+    platform.open_store(&config)?;
     let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
     let resolved = stage1.resolve(&reference)?;
     let manifest = resolved.image.manifest_digest.to_string();
-    let sealing = match &config.seal_key_file {
-        Some(path) => Some(
-            DataKey::read_file(path).with_context(|| format!("sealing key {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let sealed = SealedPaths::new(&config.store, &manifest);
-    if let Some(sealing) = &sealing {
-        if sealed.image.exists() && sealed.seal.exists() {
-            match reuse(sealing, &sealed, &manifest) {
-                Ok(reader) => {
-                    log::info!(
-                        "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
-                        reader.root_hash()
-                    );
-                    return prepare(reader, config, None);
-                }
-                Err(e) => log::warn!("{e:#}; pulling {reference} again"),
-            }
-        }
+    if let Some(reader) = platform.reuse(&config, &manifest)? {
+        log::info!(
+            "rootfs measurement {} for {reference} (manifest {manifest}): kept image reused",
+            reader.root_hash()
+        );
+        return platform.enter(reader, config, None);
     }
 
     let key = DataKey::generate()?;
-    let output = match sealing {
-        Some(_) => sealed.image.clone(),
-        None => config
-            .store
-            .join(format!("encc-{}.img", hex::encode(random_id()?))),
-    };
+    let output = platform.image_path(&config, &manifest)?;
     let summary = stage1
         .pull_resolved(&resolved, &output, &key)
         .with_context(|| format!("pull of {reference} into {} failed", output.display()))?;
@@ -113,40 +100,32 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         "rootfs measurement {} for {reference} (manifest {manifest})",
         summary.root_hash
     );
-    // A sealed image stays for the next start; otherwise it goes at teardown.
-    let delete_at_teardown = match &sealing {
-        Some(sealing) => {
-            write_seal(sealing, &sealed.seal, &manifest, &key, &summary.root_hash)?;
-            None
+    let pulled = match platform.keep(&config, &manifest, &key, &summary.root_hash, &output) {
+        Ok(true) => None,
+        Ok(false) => Some(output.clone()),
+        Err(e) => {
+            remove_pulled(&output);
+            return Err(e);
         }
-        None => Some(output.clone()),
     };
-    let opened = RootfsReader::open(&output, &key)
+    let entered = RootfsReader::open(&output, &key)
         .map_err(anyhow::Error::from)
-        .and_then(|reader| prepare(reader, config, delete_at_teardown.clone()));
-    if opened.is_err() {
-        if let Some(image) = &delete_at_teardown {
-            let _ = std::fs::remove_file(image);
+        .and_then(|reader| platform.enter(reader, config, pulled.clone()));
+    if entered.is_err() {
+        if let Some(image) = &pulled {
+            remove_pulled(image);
         }
     }
-    opened
+    entered
 }
 
-/// Opens a kept image with its sealed key, checking the sealed root hash.
-fn reuse(sealing: &DataKey, paths: &SealedPaths, manifest: &str) -> anyhow::Result<RootfsReader> {
-    let (key, root) = open_seal(sealing, &paths.seal, manifest)?;
-    let reader = RootfsReader::open(&paths.image, &key)?;
-    anyhow::ensure!(
-        reader.root_hash() == root,
-        "{} has root hash {}, its seal says {root}",
-        paths.image.display(),
-        reader.root_hash()
-    );
-    Ok(reader)
+fn remove_pulled(image: &Path) {
+    match std::fs::remove_file(image) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", image.display()),
+    }
 }
 
-fn random_id() -> anyhow::Result<[u8; 8]> {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).context("no randomness for the image name")?;
-    Ok(id)
-}
+#[cfg(test)]
+mod tests;

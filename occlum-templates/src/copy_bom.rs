@@ -4,7 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{invalid, RenderError, RenderInput, BOOT_CONFIG_PATH, CA_BUNDLE_PATH, INIT_PATH};
+use crate::{
+    invalid, RenderError, RenderInput, BOOT_CONFIG_PATH, CA_BUNDLE_PATH, EXEC_PATH, INIT_PATH,
+};
 
 /// A copy_bom file (the subset encc writes).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -53,6 +55,13 @@ pub(crate) fn render(input: &RenderInput) -> Result<String, RenderError> {
         target(
             INIT_PATH,
             file("init_binary", &input.init_binary, INIT_PATH, true)?,
+        ),
+        // No autodep: encc-exec's interpreter is /.encc/lib/…, which exists only in the lower
+        // layer; its libraries are init's (same toolchain), which init's autodep brings and
+        // init copies there.
+        target(
+            EXEC_PATH,
+            file("exec_binary", &input.exec_binary, EXEC_PATH, false)?,
         ),
         target(
             BOOT_CONFIG_PATH,

@@ -1,10 +1,11 @@
 //! Occlum.json and the initfs copy_bom file for the encc boot instance, rendered from a
 //! [`RenderInput`] and checked before they are returned.
 //!
-//! The boot instance is an ordinary Occlum instance whose initfs holds encc's `init`, its
-//! boot config at [`BOOT_CONFIG_PATH`] and a CA bundle. Occlum runs `init` first (stage 1:
+//! The boot instance is an ordinary Occlum instance whose initfs holds encc's `init` and
+//! `encc-exec`, the boot config at [`BOOT_CONFIG_PATH`] and a CA bundle. Occlum runs `init` first (stage 1:
 //! pull, verify, unpack into a SEFS on the store); `init` then swaps the root with
-//! MountRootFS and the host starts the image's entrypoint under the rendered `entry_points`.
+//! MountRootFS and the host starts `encc-exec`, the one rendered entry point, which runs the
+//! image's entrypoint as init's launch plan says.
 //!
 //! Field names follow Occlum 0.29–0.30's `Occlum.json` (`etc/template/Occlum.json`, the
 //! configuration guide, and the `gen_internal_conf` tool that reads it). Not tried with
@@ -25,8 +26,12 @@ pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";
 pub const INIT_PATH: &str = "/bin/init";
 /// Where the CA bundle lives in the initfs.
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// The entry point when the image's entrypoint is not known at render time.
-pub const DEFAULT_ENTRY_POINT: &str = "/bin";
+/// The only entry point: encc's exec shim, which `init` puts into the lower layer (the exact
+/// file path: Occlum matches entry points as path prefixes component by component, so it
+/// admits this file alone, and nothing in the initfs before the root swap).
+pub const ENTRY_POINT: &str = encc_exec::EXEC_PATH;
+/// Where `encc-exec` lives in the initfs, for `init` to copy.
+pub const EXEC_PATH: &str = encc_exec::INITFS_EXEC_PATH;
 
 /// Everything the templates need; plain values, filled from the boot config by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +40,12 @@ pub struct RenderInput {
     pub instance_name: String,
     /// Host path of encc's `init` built for Occlum; copied to [`INIT_PATH`].
     pub init_binary: PathBuf,
+    /// Host path of `encc-exec` built for Occlum; copied to [`EXEC_PATH`].
+    pub exec_binary: PathBuf,
     /// Host path of the boot config; copied to [`BOOT_CONFIG_PATH`].
     pub boot_config: PathBuf,
     /// Host path of a CA bundle for registry/KBS TLS; copied to [`CA_BUNDLE_PATH`].
     pub ca_bundle: Option<PathBuf>,
-    /// The path prefix the host may start after stage 1 (Occlum's `entry_points`); None
-    /// means [`DEFAULT_ENTRY_POINT`].
-    pub entry_point: Option<String>,
     /// Names of host environment variables passed in (Occlum's `env.untrusted`); the boot
     /// config's allowlist.
     pub env_allowlist: Vec<String>,
@@ -70,7 +74,7 @@ pub const DEFAULT_USER_SPACE_SIZE: u64 = 2048 * MIB;
 pub const DEFAULT_MAX_THREADS: u32 = 64;
 
 impl RenderInput {
-    /// An input with the default sizes, the default entry point, no env and not debuggable.
+    /// An input with the default sizes, `encc-exec` beside `init`, no env and not debuggable.
     pub fn new(
         instance_name: impl Into<String>,
         init_binary: impl Into<PathBuf>,
@@ -78,12 +82,13 @@ impl RenderInput {
         store_host_dir: impl Into<PathBuf>,
         store_mount_point: impl Into<PathBuf>,
     ) -> Self {
+        let init_binary: PathBuf = init_binary.into();
         Self {
             instance_name: instance_name.into(),
-            init_binary: init_binary.into(),
+            exec_binary: init_binary.with_file_name("encc-exec"),
+            init_binary,
             boot_config: boot_config.into(),
             ca_bundle: None,
-            entry_point: None,
             env_allowlist: Vec::new(),
             trusted_env: Vec::new(),
             store_host_dir: store_host_dir.into(),

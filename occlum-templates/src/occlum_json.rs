@@ -4,7 +4,7 @@ use std::path::{Component, Path};
 
 use serde_json::{json, Value};
 
-use crate::{invalid, RenderError, RenderInput, DEFAULT_ENTRY_POINT};
+use crate::{invalid, RenderError, RenderInput, ENTRY_POINT};
 
 /// One mebibyte; Occlum writes sizes as "<n>MB" meaning MiB.
 pub const MIB: u64 = 1024 * 1024;
@@ -22,8 +22,6 @@ const MAX_THREADS: u32 = 4096;
 
 pub(crate) fn render(input: &RenderInput) -> Result<Value, RenderError> {
     let sizes = Sizes::for_input(input)?;
-    let entry_point = input.entry_point.as_deref().unwrap_or(DEFAULT_ENTRY_POINT);
-    enclave_path("entry_point", Path::new(entry_point))?;
     let untrusted = env_allowlist(&input.env_allowlist)?;
     let mut default_env = vec![format!("{}=yes", OCCLUM)];
     default_env.extend(trusted_env(&input.trusted_env)?);
@@ -55,7 +53,7 @@ pub(crate) fn render(input: &RenderInput) -> Result<Value, RenderError> {
     set(&mut occlum, "/process/default_stack_size", mb(sizes.stack))?;
     set(&mut occlum, "/process/default_heap_size", mb(sizes.heap))?;
     set(&mut occlum, "/process/default_mmap_size", mb(sizes.mmap))?;
-    set(&mut occlum, "/entry_points", json!([entry_point]))?;
+    set(&mut occlum, "/entry_points", json!([ENTRY_POINT]))?;
     set(&mut occlum, "/env/default", json!(default_env))?;
     set(&mut occlum, "/env/untrusted", json!(untrusted))?;
     set(&mut occlum, "/metadata/debuggable", json!(input.debuggable))?;

@@ -78,7 +78,7 @@ fn sizes_are_consistent() {
 #[test]
 fn enclave_paths_are_absolute_and_the_store_is_mounted() {
     let json = rendered_json(&input());
-    assert_eq!(json["entry_points"], serde_json::json!(["/bin"]));
+    assert_eq!(json["entry_points"], serde_json::json!(["/.encc/exec"]));
     let mounts = json["mount"].as_array().unwrap();
     for mount in mounts {
         assert!(
@@ -124,13 +124,23 @@ fn not_debuggable_unless_asked() {
 }
 
 #[test]
-fn a_known_entry_point_replaces_bin() {
-    let mut input = input();
-    input.entry_point = Some("/usr/local/bin".into());
+fn the_only_entry_point_is_encc_exec_which_the_initfs_does_not_hold() {
+    let rendered = render(&input()).unwrap();
     assert_eq!(
-        rendered_json(&input)["entry_points"],
-        serde_json::json!(["/usr/local/bin"])
+        rendered.occlum_json["entry_points"],
+        serde_json::json!([ENTRY_POINT])
     );
+    // Before the root swap (or when init fails) nothing in the initfs can be started:
+    // the entry point is a file path outside every initfs target.
+    let bom: Bom = serde_yaml_ng::from_str(&rendered.copy_bom).unwrap();
+    for target in &bom.targets {
+        for copy in &target.copy {
+            for file in &copy.files {
+                let path = std::path::Path::new(&target.target).join(&file.rename);
+                assert!(!path.starts_with(ENTRY_POINT), "{}", path.display());
+            }
+        }
+    }
 }
 
 #[test]
@@ -146,14 +156,7 @@ fn bad_inputs_name_the_field() {
             Box::new(|i| i.user_space_size = 128 * MIB),
         ),
         ("max_threads", Box::new(|i| i.max_threads = 2)),
-        (
-            "entry_point",
-            Box::new(|i| i.entry_point = Some("bin".into())),
-        ),
-        (
-            "entry_point",
-            Box::new(|i| i.entry_point = Some("/bin/../etc".into())),
-        ),
+        ("exec_binary", Box::new(|i| i.exec_binary = "".into())),
         (
             "env_allowlist",
             Box::new(|i| i.env_allowlist.push("BAD-NAME".into())),
@@ -229,6 +232,8 @@ fn the_bom_puts_init_config_and_certs_into_the_initfs() {
         );
     };
     expect("/bin", "/build/occlum/init", "init", true);
+    // encc-exec beside init by default; its libraries are init's.
+    expect("/bin", "/build/occlum/encc-exec", "encc-exec", false);
     expect("/etc/encc", "/etc/encc/boot.json", "boot.json", false);
     expect(
         "/etc/ssl/certs",
@@ -236,10 +241,10 @@ fn the_bom_puts_init_config_and_certs_into_the_initfs() {
         "ca-certificates.crt",
         false,
     );
-    assert_eq!(placed.len(), 3);
+    assert_eq!(placed.len(), 4);
 
     let mut no_certs = input();
     no_certs.ca_bundle = None;
     let bom: Bom = serde_yaml_ng::from_str(&render(&no_certs).unwrap().copy_bom).unwrap();
-    assert_eq!(bom.targets.len(), 2);
+    assert_eq!(bom.targets.len(), 3);
 }

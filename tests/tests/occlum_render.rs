@@ -65,10 +65,13 @@ fn boot_config_init_check_and_occlum_render() {
         .unwrap()
         .contains(&"MODE=prod".into()));
     assert_eq!(rendered["metadata"]["debuggable"], false);
+    // The host may start encc's exec shim alone (a file path, never a directory).
+    assert_eq!(rendered["entry_points"], serde_json::json!(["/.encc/exec"]));
     let bom = std::fs::read_to_string(dir.path().join("encc-initfs.yaml")).unwrap();
     assert!(
         bom.contains(&*boot.canonicalize().unwrap().to_string_lossy()),
         "{bom}"
     );
     assert!(bom.contains("/opt/encc/init"), "{bom}");
+    assert!(bom.contains("/opt/encc/encc-exec"), "{bom}");
 }

@@ -35,9 +35,10 @@ pub enum OcclumCommand {
         /// Host directory of the store (default: the boot config's store path).
         #[arg(long = "store-host-dir")]
         store_host_dir: Option<PathBuf>,
-        /// Program prefix the host may start after stage 1 (Occlum's entry_points).
-        #[arg(long = "entry-point")]
-        entry_point: Option<String>,
+        /// encc-exec built for Occlum (host path, copied to the initfs; default: encc-exec
+        /// beside --init). It becomes the only program the host may start.
+        #[arg(long = "exec", value_name = "PATH")]
+        exec: Option<PathBuf>,
         /// Enclave user space, in MiB.
         #[arg(long = "user-space-mib", default_value_t = DEFAULT_USER_SPACE_SIZE / MIB)]
         user_space_mib: u64,
@@ -57,7 +58,7 @@ pub fn run(command: OcclumCommand) -> Result<()> {
         bom,
         init,
         store_host_dir,
-        entry_point,
+        exec,
         user_space_mib,
         max_threads,
         debuggable,
@@ -74,7 +75,7 @@ pub fn run(command: OcclumCommand) -> Result<()> {
         ca_bundle: Path::new(HOST_CA_BUNDLE)
             .is_file()
             .then(|| PathBuf::from(HOST_CA_BUNDLE)),
-        entry_point,
+        exec_binary: exec.unwrap_or_else(|| init.with_file_name("encc-exec")),
         env_allowlist: allowlist,
         trusted_env: config.env.clone(),
         user_space_size: user_space_mib * MIB,

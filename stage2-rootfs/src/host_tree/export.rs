@@ -25,10 +25,37 @@ pub struct ExtractSummary {
     pub bytes: u64,
 }
 
+/// What [`extract_with`] recreates besides files, directories, links, owners, modes, mtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Device nodes and fifos (skipped with a warning when false).
+    pub special_files: bool,
+    /// Extended attributes (skipped when false).
+    pub xattrs: bool,
+}
+
+impl ExtractOptions {
+    /// Everything.
+    pub const ALL: Self = Self {
+        special_files: true,
+        xattrs: true,
+    };
+}
+
 /// Recreates the whole tree of `reader` under `dest` (created if missing; must be empty):
 /// content (holes stay holes), modes, owners, mtimes, symlinks, hardlinks, devices, fifos,
 /// xattrs. Owners and device nodes need root, as with `tar -x`.
 pub fn extract(reader: &RootfsReader, dest: &Path) -> Result<ExtractSummary, HostTreeError> {
+    extract_with(reader, dest, ExtractOptions::ALL)
+}
+
+/// [`extract`] with a choice of what besides the tree is recreated (Occlum's LibOS has no
+/// `mknod` and no `setxattr`).
+pub fn extract_with(
+    reader: &RootfsReader,
+    dest: &Path,
+    options: ExtractOptions,
+) -> Result<ExtractSummary, HostTreeError> {
     match fs::read_dir(dest) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -43,6 +70,7 @@ pub fn extract(reader: &RootfsReader, dest: &Path) -> Result<ExtractSummary, Hos
     let mut ex = Extractor {
         reader,
         links: HashMap::new(),
+        options,
         summary: ExtractSummary::default(),
         buf: vec![0u8; CHUNK],
     };
@@ -56,6 +84,7 @@ struct Extractor<'a> {
     reader: &'a RootfsReader,
     /// Image inode → first host path, for hardlinks.
     links: HashMap<u64, PathBuf>,
+    options: ExtractOptions,
     summary: ExtractSummary,
     buf: Vec<u8>,
 }
@@ -67,6 +96,14 @@ impl Extractor<'_> {
         for entry in self.reader.read_dir(dir)? {
             let path = host_dir.join(OsStr::from_bytes(&entry.name));
             let inode = self.reader.inode(entry.ino)?;
+            let special = matches!(
+                inode.kind,
+                FileKind::CharDevice | FileKind::BlockDevice | FileKind::Fifo
+            );
+            if special && !self.options.special_files {
+                log::warn!("{}: device node or fifo skipped", path.display());
+                continue;
+            }
             self.summary.entries += 1;
             if inode.kind != FileKind::Directory {
                 if let Some(first) = self.links.get(&inode.ino) {
@@ -134,7 +171,11 @@ impl Extractor<'_> {
             fs::set_permissions(path, fs::Permissions::from_mode(inode.mode & 0o7777))
                 .map_err(host("chmod", path))?;
         }
-        for (name, value) in self.reader.xattrs(inode)? {
+        let xattrs = match self.options.xattrs {
+            true => self.reader.xattrs(inode)?,
+            false => Vec::new(),
+        };
+        for (name, value) in xattrs {
             xattr::set(path, OsStr::from_bytes(&name), &value)
                 .map_err(host("set xattr on", path))?;
         }

@@ -9,7 +9,7 @@ mod import;
 
 use std::path::PathBuf;
 
-pub use export::{extract, ExtractSummary};
+pub use export::{extract, extract_with, ExtractOptions, ExtractSummary};
 pub use import::build_from_dir;
 
 /// Errors moving trees between host directories and images. Each names the host path.
