@@ -76,7 +76,7 @@ pub fn compose(
     home: &str,
 ) -> Result<ProcessSpec, LaunchError> {
     let process = launch_plan(image, boot, home).process(&request.argv, &request.env, |name| {
-        log::info!("host environment variable {name:?} dropped (not in env_allowlist)")
+        log::info!("host environment variable {name} dropped (not in env_allowlist)")
     })?;
     Ok(ProcessSpec {
         argv: process.argv,

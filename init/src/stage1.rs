@@ -85,7 +85,7 @@ pub(crate) fn boot<P: Platform>(
     let manifest = resolved.image.manifest_digest.to_string();
     if let Some(reader) = platform.reuse(&config, &manifest)? {
         log::info!(
-            "rootfs measurement {} for {reference} (manifest {manifest}): kept image reused",
+            "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
             reader.root_hash()
         );
         return platform.enter(reader, config, None);
