@@ -43,11 +43,19 @@ pub struct InitArgs {
     pub log_level: Option<String>,
 }
 
+/// Items of `enclave.runtime.args` that rune itself defines and reads (it passes the whole
+/// string on): accepted and ignored. `no-epm` turns off rune's enclave pool manager.
+pub const RUNE_OWN_ARGS: [&str; 1] = ["no-epm"];
+
 /// Parses rune's `enclave.runtime.args`: space-separated `key=value` items,
-/// `boot_config=PATH` and `image=REF` required, `log_level=LEVEL` optional.
+/// `boot_config=PATH` and `image=REF` required, `log_level=LEVEL` optional; rune's own
+/// items ([`RUNE_OWN_ARGS`]) are ignored.
 pub fn parse_rune_args(args: &str) -> Result<InitArgs, String> {
     let (mut boot_config, mut image, mut log_level) = (None, None, None);
     for item in args.split_whitespace() {
+        if RUNE_OWN_ARGS.contains(&item) {
+            continue;
+        }
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| format!("enclave.runtime.args item {item:?} is not key=value"))?;
@@ -193,6 +201,15 @@ mod tests {
                 log_level: Some("debug".into()),
             })
         );
+        // rune's own `no-epm` (ENCLAVE_RUNTIME_ARGS="…,no-epm") is accepted and ignored.
+        assert_eq!(
+            parse_rune_args("no-epm boot_config=/b.json image=docker://h/r:t"),
+            Ok(InitArgs {
+                boot_config: "/b.json".into(),
+                image: "docker://h/r:t".into(),
+                log_level: None,
+            })
+        );
         for (bad, needle) in [
             ("image=x", "boot_config=PATH is required"),
             ("boot_config=/b", "image=REF is required"),
@@ -202,6 +219,8 @@ mod tests {
             ),
             ("boot_config=/b image=x image=y", "image given twice"),
             ("boot_config", "not key=value"),
+            ("boot_config=/b image=x no-epm=1", "unknown key \"no-epm\""),
+            ("boot_config=/b image=x epm", "not key=value"),
         ] {
             let err = parse_rune_args(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");

@@ -7,6 +7,10 @@
  *   MODE run        start the entry point with no args, print its status
  *   MODE kill       start "exec sleep 100", pal_kill SIGTERM, print its status
  *   MODE wrong-path ask create_process for a program other than the entry point
+ *   MODE oci        start the entry point with the image's own full argv, as rune passes the
+ *                   OCI process args (Entrypoint + Cmd of the busybox fixture)
+ *   MODE oci-other  the same program with other arguments
+ * enclave.runtime.args carries rune's own "no-epm" item too, as rune passes it on.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -48,7 +52,7 @@ int main(int argc, char **argv) {
     if (version != 3) return 3;
 
     char args[4096];
-    snprintf(args, sizeof args, "boot_config=%s image=%s", argv[2], argv[3]);
+    snprintf(args, sizeof args, "boot_config=%s image=%s no-epm", argv[2], argv[3]);
     pal_attr_v3_t attr = { { args, "warn" }, -1, 0 };
     int ret = init(&attr);
     printf("init %d\n", ret);
@@ -58,9 +62,13 @@ int main(int argc, char **argv) {
     char *run_argv[] = { "/bin/sh", NULL };
     char *kill_argv[] = { "/bin/sh", "exec sleep 100", NULL };
     char *wrong_argv[] = { "/bin/busybox", "echo", "escaped", NULL };
+    char *oci_argv[] = { "/bin/sh", "-c", "echo hello from busybox", NULL };
+    char *oci_other_argv[] = { "/bin/sh", "-c", "echo escaped", NULL };
     char **cargv = run_argv;
     if (strcmp(mode, "kill") == 0) cargv = kill_argv;
     if (strcmp(mode, "wrong-path") == 0) { path = "/bin/busybox"; cargv = wrong_argv; }
+    if (strcmp(mode, "oci") == 0) cargv = oci_argv;
+    if (strcmp(mode, "oci-other") == 0) cargv = oci_other_argv;
     char *env[] = { "FROM_RUNE=1", NULL };
     struct pal_stdio_fds fds = { 0, 1, 2 };
     int pid = -1;

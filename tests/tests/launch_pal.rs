@@ -27,11 +27,15 @@ impl Env {
     }
 
     fn boot_config(&self) -> PathBuf {
+        self.boot_config_with(r#", "allow_host_args": true"#)
+    }
+
+    fn boot_config_with(&self, extra: &str) -> PathBuf {
         let path = self.dir.path().join("boot.json");
         std::fs::write(
             &path,
             format!(
-                r#"{{"store": "{}", "insecure_policy": true, "allow_host_args": true, "env_allowlist": ["FROM_RUNE"], "log_level": "warn"}}"#,
+                r#"{{"store": "{}", "insecure_policy": true, "env_allowlist": ["FROM_RUNE"], "log_level": "warn"{extra}}}"#,
                 self.store().display()
             ),
         )
@@ -138,9 +142,19 @@ fn rune_like(dir: &Path) -> PathBuf {
 }
 
 fn run_rune_like(e: &Env, exe: &Path, mode: &str, panic_in: Option<&str>) -> String {
+    run_rune_like_with(e, exe, &e.boot_config(), mode, panic_in)
+}
+
+fn run_rune_like_with(
+    e: &Env,
+    exe: &Path,
+    config: &Path,
+    mode: &str,
+    panic_in: Option<&str>,
+) -> String {
     let mut cmd = Command::new(exe);
     cmd.arg(bin("libencc_pal.so"))
-        .arg(e.boot_config())
+        .arg(config)
         .arg(e.image())
         .arg(mode);
     if let Some(call) = panic_in {
@@ -189,5 +203,35 @@ fn a_c_program_drives_the_pal_like_rune() {
             "version 3\ninit 0\ncreate_process {}\ndestroy 0\n",
             -libc::EIO
         )
+    );
+}
+
+#[test]
+fn rune_passes_the_oci_argv_which_is_not_an_override_when_it_is_the_images() {
+    let Some(e) = env() else { return };
+    let exe = rune_like(e.dir.path());
+    // No allow_host_args: the image's own Entrypoint + Cmd, passed in full as rune passes
+    // the OCI process args (and rune's own `no-epm` in enclave.runtime.args), runs.
+    let strict = e.boot_config_with("");
+    let out = run_rune_like_with(&e, &exe, &strict, "oci", None);
+    assert_eq!(
+        out,
+        "version 3\ninit 0\ncreate_process 0\nhello from busybox\nexec 0\nexited 0\ndestroy 0\n"
+    );
+    // Other arguments are an override: refused without allow_host_args.
+    let out = run_rune_like_with(&e, &exe, &strict, "oci-other", None);
+    assert_eq!(
+        out,
+        format!(
+            "version 3\ninit 0\ncreate_process {}\ndestroy 0\n",
+            -libc::EPERM
+        )
+    );
+    // With allow_host_args the full OCI argv runs as given, not doubled.
+    let open = e.boot_config();
+    let out = run_rune_like_with(&e, &exe, &open, "oci-other", None);
+    assert_eq!(
+        out,
+        "version 3\ninit 0\ncreate_process 0\nescaped\nexec 0\nexited 0\ndestroy 0\n"
     );
 }
