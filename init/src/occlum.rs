@@ -31,10 +31,10 @@ use crate::launch::launch_plan;
 use crate::platform::{per_start_image, random_name, Platform};
 use crate::stage2::image_run_config;
 
-/// The boot config's place in the initfs.
-pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";
 /// Where the host names the image.
-pub const IMAGE_ENV: &str = "ENCC_IMAGE";
+pub use encc_interface::names::IMAGE_ENV;
+/// The boot config's place in the initfs.
+pub use encc_interface::names::INITFS_BOOT_CONFIG_PATH as BOOT_CONFIG_PATH;
 
 /// Whether init runs under Occlum (`OCCLUM=yes`).
 pub fn is_selected() -> bool {
