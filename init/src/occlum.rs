@@ -108,14 +108,20 @@ impl Platform for Occlum {
         let key = SefsKey::from_bytes(raw);
         raw.fill(0);
 
-        let filled = lower::fill(&reader, &layers.lower, &key, &plan);
+        // Occlum's SEFS does not create its host directory (SgxStorage::new in
+        // src/libos/src/fs/sefs/sgx_storage.rs only records the path): init makes both.
+        let filled = layers
+            .create()
+            .and_then(|()| lower::fill(&reader, &layers.lower, &key, &plan, &config.store));
         drop(reader);
-        if let Some(image) = &pulled {
-            // The verified tree is in SEFS now (or the fill failed): the image goes either way.
-            std::fs::remove_file(image)
-                .with_context(|| format!("cannot remove {}", image.display()))?;
-        }
+        // The verified tree is in SEFS now (or the fill failed): the image goes either way.
+        let removed = match &pulled {
+            Some(image) => std::fs::remove_file(image)
+                .with_context(|| format!("cannot remove {}", image.display())),
+            None => Ok(()),
+        };
         let mounted = filled
+            .and(removed)
             .and_then(|()| mount_rootfs(&rootfs_config(&layers, key)).map_err(anyhow::Error::from));
         if mounted.is_err() {
             layers.remove();
@@ -138,6 +144,14 @@ impl Layers {
             lower: store.join(format!("sefs-{name}-lower")),
             upper: store.join(format!("sefs-{name}-upper")),
         })
+    }
+
+    /// Creates both (empty) host directories through the hostfs store mount.
+    fn create(&self) -> Result<()> {
+        for dir in [&self.lower, &self.upper] {
+            std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
     }
 
     fn remove(&self) {

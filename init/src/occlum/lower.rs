@@ -19,12 +19,23 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 /// Where init mounts the SEFS lower layer to fill it (inside the enclave).
 const STAGING: &str = "/encc-lower";
 
-/// Creates the SEFS at `lower` (host path) and fills it; on failure nothing stays at `lower`.
+/// Where the app stage mounts file systems (Occlum.json's `/host`, the store, and the
+/// `/proc` and `/dev` that `gen_internal_conf` adds): Occlum's `mount_fs_at`
+/// (src/libos/src/fs/rootfs.rs) needs the directories to exist, and an image may lack them.
+fn mount_points(store: &Path) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = ["/proc", "/dev", "/host"].map(PathBuf::from).to_vec();
+    points.push(store.to_owned());
+    points
+}
+
+/// Fills the (existing, empty) SEFS at `lower` (host path); on failure nothing stays at
+/// `lower`. `store` is the store's mount point, made in the tree for the app stage.
 pub(super) fn fill(
     reader: &RootfsReader,
     lower: &Path,
     key: &SefsKey,
     plan: &LaunchPlan,
+    store: &Path,
 ) -> Result<()> {
     let staging = Path::new(STAGING);
     fs::create_dir_all(staging).with_context(|| format!("cannot create {STAGING}"))?;
@@ -38,7 +49,7 @@ pub(super) fn fill(
     )
     .with_context(|| format!("cannot mount SEFS {} on {STAGING}", lower.display()));
     let filled = mounted.and_then(|()| {
-        let written = write_tree(reader, staging, plan);
+        let written = write_tree(reader, staging, plan, store);
         let unmounted = umount2(staging, MntFlags::empty())
             .with_context(|| format!("cannot unmount the SEFS lower layer {STAGING}"));
         written.and(unmounted)
@@ -53,7 +64,7 @@ pub(super) fn fill(
     filled
 }
 
-fn write_tree(reader: &RootfsReader, root: &Path, plan: &LaunchPlan) -> Result<()> {
+fn write_tree(reader: &RootfsReader, root: &Path, plan: &LaunchPlan, store: &Path) -> Result<()> {
     // Occlum 0.30 has no mknod and no setxattr (syscall/mod.rs: handle_unsupported).
     let options = ExtractOptions {
         special_files: false,
@@ -66,6 +77,11 @@ fn write_tree(reader: &RootfsReader, root: &Path, plan: &LaunchPlan) -> Result<(
         summary.entries,
         summary.bytes
     );
+    for point in mount_points(store) {
+        let dir = root.join(point.strip_prefix("/").unwrap_or(&point));
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the mount point {}", dir.display()))?;
+    }
     install_exec(
         root,
         Path::new(INITFS_EXEC_PATH),
@@ -116,9 +132,21 @@ pub(super) fn install_exec(
     Ok(())
 }
 
+/// Copies with plain reads and writes: `fs::copy` and `io::copy` between files use
+/// `copy_file_range`, which Occlum 0.30 does not implement (not in syscall/mod.rs).
 fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
-    fs::copy(from, to)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    use std::io::{Read as _, Write as _};
+    let context = || format!("cannot copy {} to {}", from.display(), to.display());
+    let mut source = fs::File::open(from).with_context(context)?;
+    let mut dest = fs::File::create(to).with_context(context)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = source.read(&mut buf).with_context(context)?;
+        if n == 0 {
+            break;
+        }
+        dest.write_all(&buf[..n]).with_context(context)?;
+    }
     fs::set_permissions(to, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot chmod {}", to.display()))
 }
