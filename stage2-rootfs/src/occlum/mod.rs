@@ -208,7 +208,9 @@ pub struct OcclumRootfs {
     pub lower_layer: PathBuf,
     /// Host path of the read-write SEFS (the UnionFS upper layer).
     pub upper_layer: PathBuf,
-    /// The only path prefix the host may start afterwards (replaces `entry_points`).
+    /// What the host may start afterwards (replaces `entry_points`). Occlum matches it as a
+    /// path prefix, component by component (`validate_program_path` in
+    /// `src/libos/src/entry.rs`): give the exact path of one file, never a directory.
     pub entry_point: PathBuf,
     /// Host directory for the app stage's first hostfs mount (None: as in Occlum.json).
     pub hostfs_source: Option<PathBuf>,

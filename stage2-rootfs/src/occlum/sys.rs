@@ -124,7 +124,7 @@ mod tests {
         let args = RootfsArgs {
             upper_layer: c("run/upper"),
             lower_layer: c("run/lower"),
-            entry_point: c("/bin"),
+            entry_point: c("/.encc/exec"),
             hostfs_source: Some(c("/var/lib/encc")),
             hostfs_target: None,
             env: vec![c("A=1")],
