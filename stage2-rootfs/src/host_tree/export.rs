@@ -184,3 +184,44 @@ impl Extractor<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuildOptions, DataKey};
+
+    #[test]
+    fn occlum_options_skip_special_files_and_xattrs() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("a"), b"data").unwrap();
+        nix::unistd::mkfifo(&src.join("p"), Mode::from_bits_truncate(0o644)).unwrap();
+        let has_xattrs = xattr::set(src.join("a"), "user.t", b"1").is_ok();
+        let key = DataKey::generate().unwrap();
+        let image = dir.path().join("img");
+        super::super::build_from_dir(&src, &image, &key, BuildOptions::default()).unwrap();
+        let reader = RootfsReader::open(&image, &key).unwrap();
+
+        let plain = dir.path().join("plain");
+        let options = ExtractOptions {
+            special_files: false,
+            xattrs: false,
+        };
+        let summary = extract_with(&reader, &plain, options).unwrap();
+        assert_eq!(summary.entries, 1);
+        assert_eq!(fs::read(plain.join("a")).unwrap(), b"data");
+        assert!(fs::symlink_metadata(plain.join("p")).is_err());
+        assert_eq!(xattr::get(plain.join("a"), "user.t").unwrap(), None);
+
+        let all = dir.path().join("all");
+        extract(&reader, &all).unwrap();
+        assert!(fs::symlink_metadata(all.join("p")).is_ok());
+        if has_xattrs {
+            assert_eq!(
+                xattr::get(all.join("a"), "user.t").unwrap(),
+                Some(b"1".to_vec())
+            );
+        }
+    }
+}
