@@ -79,15 +79,16 @@ impl Platform for Occlum {
         per_start_image(&config.store)
     }
 
-    fn keep(
+    /// Nothing is kept: the image is this start's only.
+    fn open_pulled(
         &self,
         _config: &BootConfig,
         _manifest: &str,
-        _key: &DataKey,
+        key: &DataKey,
         _root_hash: &RootHash,
-        _image: &Path,
-    ) -> Result<bool> {
-        Ok(false)
+        image: &Path,
+    ) -> Result<(RootfsReader, bool)> {
+        Ok((RootfsReader::open(image, key)?, false))
     }
 
     fn enter(

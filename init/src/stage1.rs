@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use encc_rootfs::{DataKey, RootfsReader};
+use encc_rootfs::DataKey;
 use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::kbs::{KbsConfig, ResourceUri};
@@ -100,17 +100,17 @@ pub(crate) fn boot<P: Platform>(
         "rootfs measurement {} for {reference} (manifest {manifest})",
         summary.root_hash
     );
-    let pulled = match platform.keep(&config, &manifest, &key, &summary.root_hash, &output) {
-        Ok(true) => None,
-        Ok(false) => Some(output.clone()),
-        Err(e) => {
-            remove_pulled(&output);
-            return Err(e);
-        }
-    };
-    let entered = RootfsReader::open(&output, &key)
-        .map_err(anyhow::Error::from)
-        .and_then(|reader| platform.enter(reader, config, pulled.clone()));
+    let (reader, kept) =
+        match platform.open_pulled(&config, &manifest, &key, &summary.root_hash, &output) {
+            Ok(opened) => opened,
+            Err(e) => {
+                remove_pulled(&output);
+                return Err(e);
+            }
+        };
+    // A kept image stays for the next start; otherwise it is this start's to remove.
+    let pulled = (!kept).then(|| output.clone());
+    let entered = platform.enter(reader, config, pulled.clone());
     if entered.is_err() {
         if let Some(image) = &pulled {
             remove_pulled(image);

@@ -1,5 +1,6 @@
 //! What differs between the platforms around the one stage-1 flow ([`crate::stage1::boot`]):
-//! opening the store, reusing a kept image, keeping one, and entering stage 2. Everything
+//! opening the store, reusing a kept image, keeping one (where it is pulled to, and opening it
+//! with its seal written), and entering stage 2. Everything
 //! else (boot config, reference, policy, resolve, pull, measurement, cleanup of a pulled
 //! image whose stage 2 failed) is the flow's, shared by both.
 //!
@@ -32,16 +33,17 @@ pub(crate) trait Platform {
     /// Where to pull `manifest` to.
     fn image_path(&self, config: &BootConfig, manifest: &str) -> anyhow::Result<PathBuf>;
 
-    /// Keeps the image just pulled to `image` for later starts; `Ok(true)` when it stays in
-    /// the store, `Ok(false)` when it belongs to this start only.
-    fn keep(
+    /// Opens the image just pulled to `image` under `key`, keeping it for later starts when
+    /// the platform keeps images. `Ok((reader, true))` when it stays in the store,
+    /// `(reader, false)` when it belongs to this start only. On error the flow removes it.
+    fn open_pulled(
         &self,
         config: &BootConfig,
         manifest: &str,
         key: &DataKey,
         root_hash: &RootHash,
         image: &Path,
-    ) -> anyhow::Result<bool>;
+    ) -> anyhow::Result<(RootfsReader, bool)>;
 
     /// Stage 2 from the opened image. `pulled` is the image file of this start only (to be
     /// removed when it is no longer needed); on error the flow removes it.

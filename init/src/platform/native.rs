@@ -69,20 +69,23 @@ impl Platform for Native {
         }
     }
 
-    fn keep(
+    fn open_pulled(
         &self,
         config: &BootConfig,
         manifest: &str,
         key: &DataKey,
         root_hash: &RootHash,
-        _image: &Path,
-    ) -> anyhow::Result<bool> {
-        let Some(sealing) = Self::sealing_key(config)? else {
-            return Ok(false);
+        image: &Path,
+    ) -> anyhow::Result<(RootfsReader, bool)> {
+        let kept = match Self::sealing_key(config)? {
+            Some(sealing) => {
+                let sealed = SealedPaths::new(&config.store, manifest);
+                write_seal(&sealing, &sealed.seal, manifest, key, root_hash)?;
+                true
+            }
+            None => false,
         };
-        let sealed = SealedPaths::new(&config.store, manifest);
-        write_seal(&sealing, &sealed.seal, manifest, key, root_hash)?;
-        Ok(true)
+        Ok((RootfsReader::open(image, key)?, kept))
     }
 
     fn enter(

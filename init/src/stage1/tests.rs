@@ -90,19 +90,19 @@ impl Platform for Fake {
         crate::platform::per_start_image(&config.store)
     }
 
-    fn keep(
+    fn open_pulled(
         &self,
         _: &BootConfig,
         _: &str,
         key: &DataKey,
         _: &RootHash,
         image: &Path,
-    ) -> anyhow::Result<bool> {
-        self.calls.borrow_mut().push("keep");
+    ) -> anyhow::Result<(RootfsReader, bool)> {
+        self.calls.borrow_mut().push("open_pulled");
         if self.keep {
             *self.kept.borrow_mut() = Some((image.to_owned(), key.clone()));
         }
-        Ok(self.keep)
+        Ok((RootfsReader::open(image, key)?, self.keep))
     }
 
     fn enter(
@@ -165,7 +165,7 @@ fn a_pull_enters_stage_2_with_the_pulled_image_of_this_start() {
     let entered = s.boot(&fake).unwrap();
     assert_eq!(
         *fake.calls.borrow(),
-        ["open_store", "reuse", "image_path", "keep", "enter"]
+        ["open_store", "reuse", "image_path", "open_pulled", "enter"]
     );
     let pulled = entered.pulled.clone().unwrap();
     assert!(entered.pulled_existed);
