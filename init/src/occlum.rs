@@ -104,10 +104,9 @@ impl Platform for Occlum {
         }
         let plan = launch_plan(&run, &config, "/root");
         let layers = Layers::new(&config.store)?;
-        let mut raw = [0u8; SEFS_KEY_LEN];
-        getrandom::fill(&mut raw).context("no randomness for the SEFS key")?;
-        let key = SefsKey::from_bytes(raw);
-        raw.fill(0);
+        let mut raw = zeroize::Zeroizing::new([0u8; SEFS_KEY_LEN]);
+        getrandom::fill(raw.as_mut_slice()).context("no randomness for the SEFS key")?;
+        let key = SefsKey::from_bytes(*raw);
 
         // Occlum's SEFS does not create its host directory (SgxStorage::new in
         // src/libos/src/fs/sefs/sgx_storage.rs only records the path): init makes both.
