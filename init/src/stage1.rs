@@ -86,7 +86,7 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
                     "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
                     reader.root_hash()
                 );
-                    return prepare(reader, config, None);
+                    return prepare(*reader, config, None);
                 }
                 Kept::Pull(reservation) => reservation,
             }

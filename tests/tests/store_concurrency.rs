@@ -393,3 +393,52 @@ fn encc_image_pull_stopped_by_sigterm_or_sigint_removes_its_partial() {
         assert!(left.is_empty(), "signal {sig} left {left:?}");
     }
 }
+
+#[test]
+fn a_kept_pair_moved_to_another_images_name_is_not_used() {
+    let Some(e) = env() else { return };
+    let busybox = e.image();
+    let unique = format!("docker://{}/test/unique:latest", e.registry);
+    let which = "test -e /noise && echo unique-root || echo busybox-root";
+    let run = |image: &str| {
+        let out = e.launch_sealed(&e.registry, image, which).output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        (stdout, stderr)
+    };
+    run(&busybox);
+    let stem = |names: &[String]| {
+        names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".img"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let first = stem(&e.store_names());
+    run(&unique);
+    let both = stem(&e.store_names());
+    let a = first[0].clone();
+    let b = both.into_iter().find(|s| *s != a).unwrap();
+    // The host swaps the two kept pairs (image and seal together).
+    for ext in ["img", "seal"] {
+        let (pa, pb) = (
+            e.store().join(format!("{a}.{ext}")),
+            e.store().join(format!("{b}.{ext}")),
+        );
+        let tmp = e.store().join("swap");
+        std::fs::rename(&pa, &tmp).unwrap();
+        std::fs::rename(&pb, &pa).unwrap();
+        std::fs::rename(&tmp, &pb).unwrap();
+    }
+    // Each start refuses the pair under its name (the seal binds the manifest digest),
+    // pulls its own image again and runs in it.
+    for (image, root) in [(&busybox, "busybox-root\n"), (&unique, "unique-root\n")] {
+        let (stdout, stderr) = run(image);
+        assert_eq!(stdout, root, "{stderr}");
+        assert!(
+            stderr.contains("does not open") && stderr.contains("pulling"),
+            "{stderr}"
+        );
+    }
+    e.assert_store_holds(2);
+}

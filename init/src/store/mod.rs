@@ -115,7 +115,7 @@ pub struct Store {
 /// What the store holds for an image: a kept image, opened, or a reservation to pull it.
 pub enum Kept<'a> {
     /// The kept image, opened under its seal's key and checked against its root hash.
-    Reused(RootfsReader),
+    Reused(Box<RootfsReader>),
     /// Nothing usable is kept: pull into [`Reservation::image`], then [`Reservation::open`].
     Pull(Reservation<'a>),
 }
@@ -160,13 +160,13 @@ impl Store {
         let manifest = manifest.to_string();
         let shared = ImageLock::acquire(&self.path(&name, "lock"), Mode::Shared)?;
         if let Ok(Some(reader)) = self.reuse(&name, sealing, &manifest, &shared) {
-            return Ok(Kept::Reused(reader));
+            return Ok(Kept::Reused(Box::new(reader)));
         }
         drop(shared);
         let lock = ImageLock::acquire(&self.path(&name, "lock"), Mode::Exclusive)?;
         // Another start may have kept it while this one waited.
         match self.reuse(&name, sealing, &manifest, &lock) {
-            Ok(Some(reader)) => return Ok(Kept::Reused(reader)),
+            Ok(Some(reader)) => return Ok(Kept::Reused(Box::new(reader))),
             Ok(None) => {}
             Err(e) => log::warn!("{}; pulling {reference} again", error_chain(&e)),
         }
@@ -341,3 +341,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;
