@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 pub mod enclave;
 pub mod gpg;
 pub mod kbs;
+pub mod process;
 pub mod proxy;
 pub mod pull;
 
