@@ -113,20 +113,20 @@ pub struct Store {
 }
 
 /// What the store holds for an image: a kept image, opened, or a reservation to pull it.
-pub enum Kept<'a> {
+pub enum Kept {
     /// The kept image, opened under its seal's key and checked against its root hash.
     Reused(Box<RootfsReader>),
     /// Nothing usable is kept: pull into [`Reservation::image`], then [`Reservation::open`].
-    Pull(Reservation<'a>),
+    Pull(Reservation),
 }
 
 /// The right to write one image of the store (its exclusive lock) until it is opened.
 #[derive(Debug)]
-pub struct Reservation<'a> {
+pub struct Reservation {
     lock: ImageLock,
     image: PathBuf,
     /// For a kept image: the sealing key, the seal file and the manifest digest.
-    seal: Option<(&'a DataKey, PathBuf, String)>,
+    seal: Option<(DataKey, PathBuf, String)>,
 }
 
 impl Store {
@@ -150,12 +150,12 @@ impl Store {
 
     /// The kept image of `manifest` opened under its seal, or (after waiting for any start
     /// that is pulling it) the reservation to pull it. `reference` names it in the log.
-    pub fn reuse_or_reserve<'a>(
+    pub fn reuse_or_reserve(
         &self,
-        sealing: &'a DataKey,
+        sealing: &DataKey,
         manifest: &Digest,
         reference: &str,
-    ) -> Result<Kept<'a>, StoreError> {
+    ) -> Result<Kept, StoreError> {
         let name = ImageName::kept(manifest);
         let manifest = manifest.to_string();
         let shared = ImageLock::acquire(&self.path(&name, "lock"), Mode::Shared)?;
@@ -178,13 +178,13 @@ impl Store {
         Ok(Kept::Pull(Reservation {
             lock,
             image: self.path(&name, "img"),
-            seal: Some((sealing, seal, manifest)),
+            seal: Some((sealing.clone(), seal, manifest)),
         }))
     }
 
     /// A reservation for an image of one start (no sealing key): a fresh name whose lock
     /// file goes when the image is opened or the pull fails.
-    pub fn reserve_one_start(&self) -> Result<Reservation<'static>, StoreError> {
+    pub fn reserve_one_start(&self) -> Result<Reservation, StoreError> {
         let name = ImageName::one_start().map_err(StoreError::Random)?;
         let mut lock = ImageLock::acquire(&self.path(&name, "lock"), Mode::Exclusive)?;
         lock.remove_on_release();
@@ -286,7 +286,7 @@ impl Store {
     }
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// Where to write the image.
     pub fn image(&self) -> &Path {
         &self.image
