@@ -24,6 +24,8 @@ use encc_rootfs::occlum::{
     hostfs_mount_options, mount_rootfs, OcclumRootfs, SefsKey, SEFS_KEY_LEN,
 };
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
+use encc_stage1::digest::Digest;
+use encc_stage1::reference::ImageRef;
 use nix::mount::{mount, MsFlags};
 
 use crate::config::BootConfig;
@@ -71,11 +73,16 @@ impl Platform for Occlum {
     }
 
     /// Nothing is kept: there is no sealing of kept images on Occlum yet.
-    fn reuse(&self, _config: &BootConfig, _manifest: &str) -> Result<Option<RootfsReader>> {
+    fn reuse(
+        &self,
+        _config: &BootConfig,
+        _manifest: &Digest,
+        _reference: &ImageRef,
+    ) -> Result<Option<RootfsReader>> {
         Ok(None)
     }
 
-    fn image_path(&self, config: &BootConfig, _manifest: &str) -> Result<PathBuf> {
+    fn image_path(&self, config: &BootConfig, _manifest: &Digest) -> Result<PathBuf> {
         per_start_image(&config.store)
     }
 
@@ -83,7 +90,7 @@ impl Platform for Occlum {
     fn open_pulled(
         &self,
         _config: &BootConfig,
-        _manifest: &str,
+        _manifest: &Digest,
         key: &DataKey,
         _root_hash: &RootHash,
         image: &Path,

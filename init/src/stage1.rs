@@ -82,8 +82,8 @@ pub(crate) fn boot<P: Platform>(
     platform.open_store(&config)?;
     let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
     let resolved = stage1.resolve(&reference)?;
-    let manifest = resolved.image.manifest_digest.to_string();
-    if let Some(reader) = platform.reuse(&config, &manifest)? {
+    let manifest = resolved.image.manifest_digest;
+    if let Some(reader) = platform.reuse(&config, &manifest, &reference)? {
         log::info!(
             "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
             reader.root_hash()

@@ -15,6 +15,8 @@ pub(crate) mod native;
 use std::path::{Path, PathBuf};
 
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
+use encc_stage1::digest::Digest;
+use encc_stage1::reference::ImageRef;
 
 use crate::config::BootConfig;
 
@@ -26,12 +28,17 @@ pub(crate) trait Platform {
     /// Makes the store directory usable before anything is pulled into it.
     fn open_store(&self, config: &BootConfig) -> anyhow::Result<()>;
 
-    /// A kept image of `manifest` (`sha256:…`), opened and checked; `Ok(None)` when there is
-    /// none (or it does not open: the platform logs why and the image is pulled again).
-    fn reuse(&self, config: &BootConfig, manifest: &str) -> anyhow::Result<Option<RootfsReader>>;
+    /// A kept image of `manifest`, opened and checked; `Ok(None)` when there is none (or it
+    /// does not open: the platform logs why and the image is pulled again).
+    fn reuse(
+        &self,
+        config: &BootConfig,
+        manifest: &Digest,
+        reference: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>>;
 
     /// Where to pull `manifest` to.
-    fn image_path(&self, config: &BootConfig, manifest: &str) -> anyhow::Result<PathBuf>;
+    fn image_path(&self, config: &BootConfig, manifest: &Digest) -> anyhow::Result<PathBuf>;
 
     /// Opens the image just pulled to `image` under `key`, keeping it for later starts when
     /// the platform keeps images. `Ok((reader, true))` when it stays in the store,
@@ -39,7 +46,7 @@ pub(crate) trait Platform {
     fn open_pulled(
         &self,
         config: &BootConfig,
-        manifest: &str,
+        manifest: &Digest,
         key: &DataKey,
         root_hash: &RootHash,
         image: &Path,

@@ -1,91 +1,95 @@
-//! The native platform's side of stage 1: the store is a host directory (mode 0700), images
-//! are kept only with a `seal_key_file` (sealed beside them, reused while the seal opens),
-//! and stage 2 is the FUSE + overlayfs + pivot_root root of [`crate::stage2::prepare`].
+//! The native platform's side of stage 1: the store is a host directory with per-image
+//! locks ([`crate::store`]); images are kept only with a `seal_key_file` (sealed beside
+//! them, reused while the seal opens); stage 2 is the FUSE + overlayfs + pivot_root root of
+//! [`crate::stage2::prepare`].
 
-use std::os::unix::fs::DirBuilderExt as _;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
+use encc_stage1::digest::Digest;
+use encc_stage1::reference::ImageRef;
 
-use super::{per_start_image, Platform};
+use super::Platform;
 use crate::config::BootConfig;
-use crate::seal::{open_seal, write_seal, SealedPaths};
 use crate::stage2::{prepare, Running};
+use crate::store::{Kept, Reservation, Store};
 
-/// The native platform (namespaces simulate the enclave).
-pub(crate) struct Native;
+/// The native platform (namespaces simulate the enclave). Holds the store and, between
+/// `reuse` and `open_pulled`, the reservation (the image's lock) of the image being pulled.
+#[derive(Default)]
+pub(crate) struct Native {
+    store: RefCell<Option<Store>>,
+    reservation: RefCell<Option<Reservation>>,
+}
 
 /// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
 pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
     let config = crate::stage1::load_boot_config(boot_config, " (simulated measurement)")?;
-    crate::stage1::boot(&Native, config, image)
+    crate::stage1::boot(&Native::default(), config, image)
 }
 
-impl Native {
-    fn sealing_key(config: &BootConfig) -> anyhow::Result<Option<DataKey>> {
-        config
-            .seal_key_file
-            .as_ref()
-            .map(|path| {
-                DataKey::read_file(path).with_context(|| format!("sealing key {}", path.display()))
-            })
-            .transpose()
-    }
+fn sealing_key(config: &BootConfig) -> anyhow::Result<Option<DataKey>> {
+    config
+        .seal_key_file
+        .as_ref()
+        .map(|path| {
+            DataKey::read_file(path).with_context(|| format!("sealing key {}", path.display()))
+        })
+        .transpose()
 }
 
 impl Platform for Native {
     type Entered = Running;
 
     fn open_store(&self, config: &BootConfig) -> anyhow::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.store)
-            .with_context(|| format!("cannot create the store {}", config.store.display()))
+        *self.store.borrow_mut() = Some(Store::open(&config.store)?);
+        Ok(())
     }
 
-    fn reuse(&self, config: &BootConfig, manifest: &str) -> anyhow::Result<Option<RootfsReader>> {
-        let Some(sealing) = Self::sealing_key(config)? else {
-            return Ok(None);
-        };
-        let sealed = SealedPaths::new(&config.store, manifest);
-        if !(sealed.image.exists() && sealed.seal.exists()) {
-            return Ok(None);
-        }
-        match reuse(&sealing, &sealed, manifest) {
-            Ok(reader) => Ok(Some(reader)),
-            Err(e) => {
-                log::warn!("{e:#}; pulling {manifest} again");
-                Ok(None)
+    fn reuse(
+        &self,
+        config: &BootConfig,
+        manifest: &Digest,
+        reference: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>> {
+        let store = self.store.borrow();
+        let store = store.as_ref().context("the store is not open")?;
+        let reservation = match sealing_key(config)? {
+            Some(sealing) => {
+                match store.reuse_or_reserve(&sealing, manifest, &reference.to_string())? {
+                    Kept::Reused(reader) => return Ok(Some(*reader)),
+                    Kept::Pull(reservation) => reservation,
+                }
             }
-        }
+            None => store.reserve_one_start()?,
+        };
+        *self.reservation.borrow_mut() = Some(reservation);
+        Ok(None)
     }
 
-    fn image_path(&self, config: &BootConfig, manifest: &str) -> anyhow::Result<PathBuf> {
-        match config.seal_key_file {
-            Some(_) => Ok(SealedPaths::new(&config.store, manifest).image),
-            None => per_start_image(&config.store),
-        }
+    fn image_path(&self, _config: &BootConfig, _manifest: &Digest) -> anyhow::Result<PathBuf> {
+        let reservation = self.reservation.borrow();
+        let reservation = reservation.as_ref().context("no image is reserved")?;
+        Ok(reservation.image().to_owned())
     }
 
     fn open_pulled(
         &self,
         config: &BootConfig,
-        manifest: &str,
+        _manifest: &Digest,
         key: &DataKey,
         root_hash: &RootHash,
-        image: &Path,
+        _image: &Path,
     ) -> anyhow::Result<(RootfsReader, bool)> {
-        let kept = match Self::sealing_key(config)? {
-            Some(sealing) => {
-                let sealed = SealedPaths::new(&config.store, manifest);
-                write_seal(&sealing, &sealed.seal, manifest, key, root_hash)?;
-                true
-            }
-            None => false,
-        };
-        Ok((RootfsReader::open(image, key)?, kept))
+        let reservation = self
+            .reservation
+            .borrow_mut()
+            .take()
+            .context("no image is reserved")?;
+        let reader = reservation.open(key, root_hash)?;
+        Ok((reader, config.seal_key_file.is_some()))
     }
 
     fn enter(
@@ -97,17 +101,4 @@ impl Platform for Native {
         // The pulled image goes at teardown.
         prepare(reader, config, pulled)
     }
-}
-
-/// Opens a kept image with its sealed key, checking the sealed root hash.
-fn reuse(sealing: &DataKey, paths: &SealedPaths, manifest: &str) -> anyhow::Result<RootfsReader> {
-    let (key, root) = open_seal(sealing, &paths.seal, manifest)?;
-    let reader = RootfsReader::open(&paths.image, &key)?;
-    anyhow::ensure!(
-        reader.root_hash() == root,
-        "{} has root hash {}, its seal says {root}",
-        paths.image.display(),
-        reader.root_hash()
-    );
-    Ok(reader)
 }

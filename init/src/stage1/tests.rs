@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
+use encc_stage1::digest::Digest;
 use sha2::{Digest as _, Sha256};
 
 use super::*;
@@ -77,7 +78,12 @@ impl Platform for Fake {
         Ok(())
     }
 
-    fn reuse(&self, _: &BootConfig, _: &str) -> anyhow::Result<Option<RootfsReader>> {
+    fn reuse(
+        &self,
+        _: &BootConfig,
+        _: &Digest,
+        _: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>> {
         self.calls.borrow_mut().push("reuse");
         match &*self.kept.borrow() {
             Some((path, key)) => Ok(Some(RootfsReader::open(path, key)?)),
@@ -85,7 +91,7 @@ impl Platform for Fake {
         }
     }
 
-    fn image_path(&self, config: &BootConfig, _: &str) -> anyhow::Result<PathBuf> {
+    fn image_path(&self, config: &BootConfig, _: &Digest) -> anyhow::Result<PathBuf> {
         self.calls.borrow_mut().push("image_path");
         crate::platform::per_start_image(&config.store)
     }
@@ -93,7 +99,7 @@ impl Platform for Fake {
     fn open_pulled(
         &self,
         _: &BootConfig,
-        _: &str,
+        _: &Digest,
         key: &DataKey,
         _: &RootHash,
         image: &Path,
