@@ -4,11 +4,13 @@
 //! - [`config`]: the trusted boot config;
 //! - [`launch`]: image config + boot config + untrusted launch request → the process;
 //! - [`enclave`]: the enclave's PID 1 (requests, reaping, signal forwarding, teardown);
-//! - [`stage1`]: boot config → stage 1 (pull or reuse of a sealed image); `stage2`: the root;
+//! - [`stage1`]: boot config → stage 1 (pull or reuse of a sealed image), one flow for both
+//!   platforms; `platform`: what differs (store, kept images, stage 2); `stage2`: the root;
 //! - [`run`]: running one container to its end with signals forwarded;
 //! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
 //! - [`store`]: the store on host storage (per-image locks, kept images, stale partials);
-//! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
+//! - [`occlum`]: the Occlum platform's first boot stage (run under the tests' Occlum interface
+//!   emulator; never on SGX or inside the Occlum LibOS); its exec shim is `encc_exec`.
 //!
 //! What the host side shares with init (the boot-config schema, the control-channel
 //! protocol, the host-side handle of an enclave) is the `encc_interface` crate.
