@@ -19,14 +19,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// What the host asks for (untrusted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchRequest {
-    /// The full argv the host passed, argv[0] included (empty or argv[0] alone: the
+    /// The full argv the host passed, `argv[0]` included (empty or `argv[0]` alone: the
     /// image's own).
     pub argv: Vec<String>,
     /// Host environment, `NAME=value`.
     pub env: Vec<String>,
 }
 
-/// The program the image starts: Entrypoint[0], else Cmd[0] (what the native platform's
+/// The program the image starts: `Entrypoint[0]`, else `Cmd[0]` (what the native platform's
 /// entry point check compares `create_process`'s path with).
 pub fn entry_program(image: &RunConfig) -> Option<&str> {
     image

@@ -5,11 +5,11 @@
 //! are layout-tested in `encc_rootfs::occlum`.
 //!
 //! Flow: the boot config from the measured initfs, the image reference from the untrusted
-//! `ENCC_IMAGE` variable, then the shared stage 1 ([`crate::stage1::boot`]) with this
+//! `ENCC_IMAGE` variable, then the shared stage 1 (`crate::stage1::boot`) with this
 //! platform's side: the store (hostfs) mounted by init itself (Occlum.json's mounts apply
 //! only after the root swap); nothing kept across starts; stage 2 extracts the verified tree
 //! into a per-start SEFS lower layer encrypted by the LibOS under a fresh SEFS key, adds
-//! encc's exec shim and the launch plan ([`lower`]), and MountRootFS (syscall 363) makes it
+//! encc's exec shim and the launch plan (`lower`), and MountRootFS (syscall 363) makes it
 //! the root with an SEFS upper layer. init then exits 0, and the host may start only the
 //! shim ([`encc_exec::EXEC_PATH`]), which runs the image's entrypoint as the plan says.
 //! After a failure nothing of this start is left in the store (image, lower, upper layer).

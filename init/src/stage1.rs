@@ -1,7 +1,7 @@
 //! Stage 1 inside the enclave, one flow for both platforms: load and measure the boot
 //! config, resolve the image and check the policy, pull it under a fresh data key that never
 //! leaves enclave memory (or reuse an image the platform kept), and hand the result to the
-//! platform's stage 2 ([`Platform`]).
+//! platform's stage 2 (`Platform`).
 
 use std::path::{Path, PathBuf};
 

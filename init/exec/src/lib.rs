@@ -39,11 +39,11 @@ pub enum ArgvError {
 
 /// The argv the container process runs with.
 ///
-/// `host_argv` is the full argv the host passed (argv[0] included; argv[0] is only a name:
+/// `host_argv` is the full argv the host passed (`argv[0]` included; `argv[0]` is only a name:
 /// the program is fixed by the entry-point check). rune and containerd pass the OCI
 /// process's args, normally the image's own `Entrypoint + Cmd`; `encc-launch` and `init`
 /// pass `[program, ARGS...]`. The rule:
-/// - no arguments after argv[0], or the same arguments as the image's own argv: the image's
+/// - no arguments after `argv[0]`, or the same arguments as the image's own argv: the image's
 ///   `Entrypoint + Cmd` (not an override, accepted without `allow_host_args`);
 /// - anything else is an override and needs `allow_host_args`. The process then runs
 ///   `Entrypoint + tail`, where `tail` is the host's arguments without a leading copy of
@@ -141,7 +141,7 @@ pub struct LaunchPlan {
 /// The process to execute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
-    /// argv, argv[0] the program.
+    /// argv, `argv[0]` the program.
     pub argv: Vec<String>,
     /// `NAME=value` entries.
     pub env: Vec<String>,
