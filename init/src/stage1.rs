@@ -78,20 +78,19 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         ),
         None => None,
     };
-    let reservation = match &sealing {
-        Some(sealing) => {
-            match store.reuse_or_reserve(sealing, &manifest, &reference.to_string())? {
-                Kept::Reused(reader) => {
-                    log::info!(
-                    "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
-                    reader.root_hash()
-                );
-                    return prepare(*reader, config, None);
-                }
-                Kept::Pull(reservation) => reservation,
-            }
+    let kept = match &sealing {
+        Some(sealing) => store.reuse_or_reserve(sealing, &manifest, &reference.to_string())?,
+        None => Kept::Pull(store.reserve_one_start()?),
+    };
+    let reservation = match kept {
+        Kept::Reused(reader) => {
+            log::info!(
+                "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
+                reader.root_hash()
+            );
+            return prepare(*reader, config, None);
         }
-        None => store.reserve_one_start()?,
+        Kept::Pull(reservation) => reservation,
     };
 
     let key = DataKey::generate()?;
