@@ -1,8 +1,9 @@
 //! The native platform's sealed bookkeeping: with a sealing key (a host key file standing in
 //! for SGX sealing), a pulled image is kept in the store under its manifest digest, with its
 //! data key and root hash sealed beside it (see [`crate::store`]), so the next start reuses
-//! it instead of pulling again. The seal is AES-256-GCM-SIV with the manifest digest as associated data: the host
-//! can delete a seal but not move it to another image or alter it unnoticed.
+//! it instead of pulling again. The seal is AES-256-GCM-SIV with the manifest digest as
+//! associated data: the host can delete a seal but not move it to another image or alter it
+//! unnoticed.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;

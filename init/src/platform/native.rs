@@ -56,14 +56,13 @@ impl Platform for Native {
     ) -> anyhow::Result<Option<RootfsReader>> {
         let store = self.store.borrow();
         let store = store.as_ref().context("the store is not open")?;
-        let reservation = match sealing_key(config)? {
-            Some(sealing) => {
-                match store.reuse_or_reserve(&sealing, manifest, &reference.to_string())? {
-                    Kept::Reused(reader) => return Ok(Some(*reader)),
-                    Kept::Pull(reservation) => reservation,
-                }
-            }
-            None => store.reserve_one_start()?,
+        let kept = match sealing_key(config)? {
+            Some(sealing) => store.reuse_or_reserve(&sealing, manifest, &reference.to_string())?,
+            None => Kept::Pull(store.reserve_one_start()?),
+        };
+        let reservation = match kept {
+            Kept::Reused(reader) => return Ok(Some(*reader)),
+            Kept::Pull(reservation) => reservation,
         };
         *self.reservation.borrow_mut() = Some(reservation);
         Ok(None)
