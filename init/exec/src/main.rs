@@ -33,15 +33,15 @@ fn launch() -> Result<Never, (u8, String)> {
     let plan = LaunchPlan::from_json(&bytes)
         .map_err(|e| refused(format!("{PLAN_PATH}: {}", chain(&e))))?;
     let argv = utf8(std::env::args_os(), "argument")?;
-    let env = utf8(
-        std::env::vars_os().map(|(k, v)| {
+    // A host variable that is not UTF-8 is dropped like one outside the allowlist.
+    let env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, v)| {
             let mut entry = k;
             entry.push("=");
             entry.push(v);
-            entry
-        }),
-        "environment entry",
-    )?;
+            entry.into_string().ok()
+        })
+        .collect();
     // Host variables outside the allowlist (and Occlum's own env.default) are dropped
     // silently: this stderr is the container's.
     let process = plan
