@@ -19,11 +19,15 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 /// Where init mounts the SEFS lower layer to fill it (inside the enclave).
 const STAGING: &str = "/encc-lower";
 
-/// Where the app stage mounts file systems (Occlum.json's `/host`, the store, and the
-/// `/proc` and `/dev` that `gen_internal_conf` adds): Occlum's `mount_fs_at`
-/// (src/libos/src/fs/rootfs.rs) needs the directories to exist, and an image may lack them.
+/// Directories MountRootFS needs in the new root, which an image may lack: where the app
+/// stage mounts file systems (Occlum.json's `/host`, the store, and the `/proc` and `/dev`
+/// that `gen_internal_conf` adds; `mount_fs_at` in src/libos/src/fs/rootfs.rs looks them
+/// up), and `/etc`, where `do_mount_rootfs` writes the host's `hosts`, `hostname` and
+/// `resolv.conf` (`write_host_file` in src/libos/src/util/host_file_util.rs).
 fn mount_points(store: &Path) -> Vec<PathBuf> {
-    let mut points: Vec<PathBuf> = ["/proc", "/dev", "/host"].map(PathBuf::from).to_vec();
+    let mut points: Vec<PathBuf> = ["/proc", "/dev", "/host", "/etc"]
+        .map(PathBuf::from)
+        .to_vec();
     points.push(store.to_owned());
     points
 }
