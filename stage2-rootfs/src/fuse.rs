@@ -1,7 +1,8 @@
 //! Serving a [`RootfsReader`] as a read-only FUSE file system.
 //!
-//! [`mount`] mounts an image on a directory and serves it from a background thread until
-//! [`Mount::unmount`] (or drop). FUSE inode numbers are the image's inode numbers (the root
+//! [`mount`] mounts an image on a directory, [`mount_detached`] as a detached mount that no
+//! path names (for stage 2, where the host must not reach it), and both serve it from a
+//! background thread until [`Mount::unmount`] (or drop). FUSE inode numbers are the image's inode numbers (the root
 //! is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
 //! and file pages for a day: the image never changes. Every byte served has passed the
 //! reader's Merkle and AEAD checks; a request touching a block that fails them gets `EIO`,
@@ -16,6 +17,7 @@ mod ops;
 
 use std::error::Error;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
+use crate::detached::{self, MountAttrFlags, Opt};
 use crate::reader::RootfsReader;
 
 /// Threads reading requests from the kernel (each on its own cloned `/dev/fuse` fd), so
@@ -107,7 +110,7 @@ pub enum FuseError {
 #[derive(Debug)]
 pub struct Mount {
     mountpoint: PathBuf,
-    unmounter: SessionUnmounter,
+    attached: Attached,
     /// The session thread; `None` once it has been joined or given up on.
     thread: Option<JoinHandle<io::Result<()>>>,
     /// Disconnects when the session thread ends.
@@ -116,6 +119,15 @@ pub struct Mount {
     connection: Option<u64>,
     /// Open files and directories of the session.
     open: Arc<AtomicUsize>,
+}
+
+/// How a mount is reached, and so unmounted.
+#[derive(Debug)]
+enum Attached {
+    /// On a directory, unmounted by path.
+    Path(SessionUnmounter),
+    /// Detached: gone with the last reference (this fd, and stacked file systems).
+    Detached(Option<OwnedFd>),
 }
 
 /// Mounts `reader`'s image read-only on the directory `mountpoint` and serves it from a
@@ -139,7 +151,67 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
             mountpoint: mountpoint.clone(),
             source,
         })?;
-    let unmounter = session.unmount_callable();
+    let attached = Attached::Path(session.unmount_callable());
+    serve(session, mountpoint, attached, open, &image)
+}
+
+/// Mounts `reader`'s image read-only as a detached mount (same options as [`mount`]) and
+/// serves it from a background thread. No path names it; [`Mount::detached`] is the handle
+/// to stack a file system on (an overlay's `lowerdir+`) or to attach it with. In errors and
+/// logs it is called `detached:IMAGE`.
+pub fn mount_detached(reader: Arc<RootfsReader>) -> Result<Mount, FuseError> {
+    let image = reader.path().to_owned();
+    let name = PathBuf::from(format!("detached:{}", image.display()));
+    let mount_err = |source| FuseError::Mount {
+        mountpoint: name.clone(),
+        source,
+    };
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(mount_err)?;
+    let fd = dev.as_fd().try_clone_to_owned().map_err(mount_err)?;
+    let mount = fuse_mount(dev.as_fd()).map_err(mount_err)?;
+    let fs = ops::RootfsFs::new(reader);
+    let open = fs.open_handles();
+    // The kernel queued FUSE_INIT when the file system was created; this answers it.
+    let session = Session::from_fd(fs, fd, SessionACL::All, config()).map_err(mount_err)?;
+    serve(session, name, Attached::Detached(Some(mount)), open, &image)
+}
+
+/// Creates the FUSE file system served through `dev` as a detached mount: the options of
+/// [`config`], spelled for `fsconfig`.
+fn fuse_mount(dev: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd as _;
+    let fd = dev.as_raw_fd().to_string();
+    let uid = nix::unistd::getuid().to_string();
+    let gid = nix::unistd::getgid().to_string();
+    detached::new_mount(
+        "fuse",
+        &[
+            Opt::Str("source", "encc"),
+            Opt::Str("subtype", "encc-rootfs"),
+            Opt::Str("fd", &fd),
+            Opt::Str("rootmode", "40000"),
+            Opt::Str("user_id", &uid),
+            Opt::Str("group_id", &gid),
+            Opt::Flag("default_permissions"),
+            Opt::Flag("allow_other"),
+            Opt::Flag("ro"),
+        ],
+        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+}
+
+/// Runs `session` on a background thread once the file system is mounted.
+fn serve(
+    session: Session<ops::RootfsFs>,
+    mountpoint: PathBuf,
+    attached: Attached,
+    open: Arc<AtomicUsize>,
+    image: &Path,
+) -> Result<Mount, FuseError> {
     let (done, ended) = mpsc::sync_channel::<()>(0);
     // If spawning fails, the closure and with it the session are dropped, which unmounts.
     let thread = thread::Builder::new()
@@ -153,10 +225,19 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
             source,
         })?;
     // Served by the session: this also shows it is up.
-    let connection = match std::fs::metadata(&mountpoint) {
-        Ok(meta) => {
-            set_readahead(meta.dev());
-            Some(connection_id(meta.dev()))
+    let dev = match &attached {
+        Attached::Path(_) => std::fs::metadata(&mountpoint).map(|meta| meta.dev()),
+        Attached::Detached(fd) => match fd {
+            Some(fd) => nix::sys::stat::fstat(fd)
+                .map(|st| st.st_dev)
+                .map_err(io::Error::from),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        },
+    };
+    let connection = match dev {
+        Ok(dev) => {
+            set_readahead(dev);
+            Some(connection_id(dev))
         }
         Err(e) => {
             log::warn!("cannot stat {}: {e}", mountpoint.display());
@@ -178,7 +259,7 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
     );
     Ok(Mount {
         mountpoint,
-        unmounter,
+        attached,
         thread: Some(thread),
         ended,
         connection,
@@ -187,9 +268,17 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
 }
 
 impl Mount {
-    /// The mountpoint (canonical).
+    /// The mountpoint (canonical), or `detached:IMAGE` for a detached mount.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// The root of a detached mount ([`mount_detached`]); `None` for one on a directory.
+    pub fn detached(&self) -> Option<BorrowedFd<'_>> {
+        match &self.attached {
+            Attached::Detached(fd) => fd.as_ref().map(AsFd::as_fd),
+            Attached::Path(_) => None,
+        }
     }
 
     /// Whether the session has ended: the file system was unmounted from outside (for
@@ -210,18 +299,29 @@ impl Mount {
         };
         // A session that has ended was unmounted from outside (or failed and unmounted on
         // its way out): umount(2) now could only hit whatever was mounted here since.
-        if !thread.is_finished() {
+        let on_path = matches!(self.attached, Attached::Path(_)) && !thread.is_finished();
+        if on_path {
             self.wait_released();
-            if let Err(source) = self.unmounter.unmount() {
-                // It may have been unmounted from outside just now (EINVAL: not a mount).
-                let gone = source.raw_os_error() == Some(libc::EINVAL)
-                    && self.wait(Duration::from_millis(100));
-                if !gone {
-                    return Err(FuseError::Unmount {
-                        mountpoint: self.mountpoint.clone(),
-                        source,
-                    });
-                }
+        }
+        let unmounted = match &mut self.attached {
+            // The last reference to a detached file system ends it (file systems stacked
+            // on it hold their own references until they go).
+            Attached::Detached(fd) => {
+                drop(fd.take());
+                Ok(())
+            }
+            Attached::Path(unmounter) if on_path => unmounter.unmount(),
+            Attached::Path(_) => Ok(()),
+        };
+        if let Err(source) = unmounted {
+            // It may have been unmounted from outside just now (EINVAL: not a mount).
+            let gone = source.raw_os_error() == Some(libc::EINVAL)
+                && self.wait(Duration::from_millis(100));
+            if !gone {
+                return Err(FuseError::Unmount {
+                    mountpoint: self.mountpoint.clone(),
+                    source,
+                });
             }
         }
         if !self.wait(END_TIMEOUT) {
