@@ -10,6 +10,7 @@ use rustix::mount::{
     fsconfig_create, fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen,
     move_mount, open_tree, FsMountFlags, FsOpenFlags, MoveMountFlags, OpenTreeFlags,
 };
+use rustix::process::fchdir;
 
 pub(crate) use rustix::mount::MountAttrFlags;
 
@@ -93,4 +94,19 @@ pub(crate) fn clone_tree(tree: impl AsFd) -> io::Result<OwnedFd> {
             | OpenTreeFlags::AT_RECURSIVE
             | OpenTreeFlags::AT_EMPTY_PATH,
     )?)
+}
+
+/// Attaches the detached tree `tree` on top of `/` (a mountpoint no one can rename or
+/// remove) in the caller's mount namespace, which must be a private one of its own, and
+/// makes the tree's root the working directory, ready for `pivot_root(".", ".")`. Only
+/// system calls on the fd and static C strings: safe between fork and exec.
+pub(crate) fn enter_over_root(tree: &OwnedFd) -> io::Result<()> {
+    move_mount(
+        tree,
+        c"",
+        rustix::fs::CWD,
+        c"/",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(fchdir(tree)?)
 }

@@ -234,9 +234,10 @@ fn assert_image_root_or_clean_failure(run: usize, out: &Output) {
     }
 }
 
-#[test]
-fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
-    let Some(e) = env() else { return };
+/// Starts `runs` containers one after another with `extra` boot config fields while the
+/// attacker works on the store, and checks everything but what the store holds afterwards,
+/// which it returns (names, sorted).
+fn run_under_attack(e: &Env, extra: &str, runs: usize) -> Vec<String> {
     let store = e.store();
     std::fs::create_dir_all(&store).unwrap();
     let host = e.dir.path().join("host");
@@ -246,7 +247,7 @@ fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
     std::fs::write(
         &config,
         format!(
-            r#"{{"store": "{}", "insecure_policy": true, "insecure_registries": ["{}"], "allow_host_args": true}}"#,
+            r#"{{"store": "{}", "insecure_policy": true, "insecure_registries": ["{}"], "allow_host_args": true{extra}}}"#,
             store.display(),
             e.registry
         ),
@@ -263,7 +264,7 @@ fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
         attacks: Vec::new(),
     };
     let attacker = std::thread::spawn(move || attacker.run(watch));
-    let outcomes: Vec<Output> = (0..RUNS).map(|_| start(&e, &config)).collect();
+    let outcomes: Vec<Output> = (0..runs).map(|_| start(e, &config)).collect();
     std::fs::write(store.join(STOP), b"").unwrap();
     let attacker = attacker.join().unwrap();
     std::fs::remove_file(store.join(STOP)).unwrap();
@@ -298,9 +299,36 @@ fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
         created.is_empty(),
         "the enclave created entries other than the image in the store: {created:?}\nattacks: {attacks:?}"
     );
-    let left: Vec<_> = std::fs::read_dir(&store)
+    let mut left: Vec<String> = std::fs::read_dir(&store)
         .unwrap()
-        .map(|entry| entry.unwrap().file_name())
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    left.sort();
+    left
+}
+
+#[test]
+fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
+    let Some(e) = env() else { return };
+    let left = run_under_attack(&e, "", RUNS);
     assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+#[test]
+fn a_sealed_store_holds_only_the_image_its_seal_and_its_lock() {
+    let Some(e) = env() else { return };
+    let seal_key = e.dir.path().join("seal.key");
+    encc_ok(args!["key", "gen", "-o", seal_key]);
+    // The first start pulls and seals, the others reuse the sealed image.
+    let extra = format!(r#", "seal_key_file": "{}""#, seal_key.display());
+    let left = run_under_attack(&e, &extra, 3);
+    let kinds: Vec<&str> = left
+        .iter()
+        .map(|name| name.rsplit('.').next().unwrap_or_default())
+        .collect();
+    assert_eq!(kinds, ["img", "lock", "seal"], "store holds {left:?}");
+    assert!(
+        left.iter().all(|name| name.starts_with("sha256-")),
+        "store holds {left:?}"
+    );
 }

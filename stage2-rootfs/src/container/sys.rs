@@ -32,8 +32,8 @@ pub(super) struct EnterPlan {
 }
 
 /// Installs the hook on `command`: new mount namespace, private propagation, the plan's
-/// root tree attached on top of `/` and pivoted into, the old root detached, working dir, groups, gid, uid,
-/// `no_new_privs`, every inherited fd above stderr marked close-on-exec, signal mask empty.
+/// root tree attached on top of `/` and pivoted into, the old root detached, working dir,
+/// groups, gid, uid, `no_new_privs`, every inherited fd above stderr marked close-on-exec, signal mask empty.
 pub(super) fn enter_on_exec(command: &mut Command, plan: EnterPlan) {
     let hook = move || -> std::io::Result<()> {
         let sys = |r: nix::Result<()>| r.map_err(std::io::Error::from);
@@ -45,16 +45,8 @@ pub(super) fn enter_on_exec(command: &mut Command, plan: EnterPlan) {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         ))?;
-        // The tree is attached on top of "/" (a mountpoint the host cannot rename or
-        // remove) and entered through its fd, never through a path.
-        rustix::mount::move_mount(
-            &plan.root,
-            c"",
-            rustix::fs::CWD,
-            c"/",
-            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )?;
-        rustix::process::fchdir(&plan.root)?;
+        // The tree is entered through its fd, never through a path.
+        crate::detached::enter_over_root(&plan.root)?;
         // pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
         // then removes the old root, leaving only the container's tree in this namespace.
         sys(pivot_root(".", "."))?;
