@@ -1,9 +1,9 @@
 //! Serving a [`RootfsReader`] as a read-only FUSE file system.
 //!
 //! [`mount`] mounts an image on a directory, [`mount_detached`] as a detached mount that no
-//! path names (for stage 2, where the host must not reach it), and both serve it from a
-//! background thread until [`Mount::unmount`] (or drop). FUSE inode numbers are the image's inode numbers (the root
-//! is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
+//! path names (for stage 2, where the host must not reach it); both serve it from a
+//! background thread until [`Mount::unmount`] (or drop). FUSE inode numbers are the image's
+//! inode numbers (the root is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
 //! and file pages for a day: the image never changes. Every byte served has passed the
 //! reader's Merkle and AEAD checks; a request touching a block that fails them gets `EIO`,
 //! never other bytes, and is logged.
@@ -13,7 +13,10 @@
 //! `/etc/fuse.conf` has `user_allow_other`).
 
 mod attr;
+mod detached;
 mod ops;
+
+pub use detached::mount_detached;
 
 use std::error::Error;
 use std::io;
@@ -28,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
-use crate::detached::{self, MountAttrFlags, Opt};
 use crate::reader::RootfsReader;
 
 /// Threads reading requests from the kernel (each on its own cloned `/dev/fuse` fd), so
@@ -153,55 +155,6 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
         })?;
     let attached = Attached::Path(session.unmount_callable());
     serve(session, mountpoint, attached, open, &image)
-}
-
-/// Mounts `reader`'s image read-only as a detached mount (same options as [`mount`]) and
-/// serves it from a background thread. No path names it; [`Mount::detached`] is the handle
-/// to stack a file system on (an overlay's `lowerdir+`) or to attach it with. In errors and
-/// logs it is called `detached:IMAGE`.
-pub fn mount_detached(reader: Arc<RootfsReader>) -> Result<Mount, FuseError> {
-    let image = reader.path().to_owned();
-    let name = PathBuf::from(format!("detached:{}", image.display()));
-    let mount_err = |source| FuseError::Mount {
-        mountpoint: name.clone(),
-        source,
-    };
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map_err(mount_err)?;
-    let fd = dev.as_fd().try_clone_to_owned().map_err(mount_err)?;
-    let mount = fuse_mount(dev.as_fd()).map_err(mount_err)?;
-    let fs = ops::RootfsFs::new(reader);
-    let open = fs.open_handles();
-    // The kernel queued FUSE_INIT when the file system was created; this answers it.
-    let session = Session::from_fd(fs, fd, SessionACL::All, config()).map_err(mount_err)?;
-    serve(session, name, Attached::Detached(Some(mount)), open, &image)
-}
-
-/// Creates the FUSE file system served through `dev` as a detached mount: the options of
-/// [`config`], spelled for `fsconfig`.
-fn fuse_mount(dev: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd as _;
-    let fd = dev.as_raw_fd().to_string();
-    let uid = nix::unistd::getuid().to_string();
-    let gid = nix::unistd::getgid().to_string();
-    detached::new_mount(
-        "fuse",
-        &[
-            Opt::Str("source", "encc"),
-            Opt::Str("subtype", "encc-rootfs"),
-            Opt::Str("fd", &fd),
-            Opt::Str("rootmode", "40000"),
-            Opt::Str("user_id", &uid),
-            Opt::Str("group_id", &gid),
-            Opt::Flag("default_permissions"),
-            Opt::Flag("allow_other"),
-            Opt::Flag("ro"),
-        ],
-        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
-    )
 }
 
 /// Runs `session` on a background thread once the file system is mounted.
