@@ -141,8 +141,8 @@ impl PreparedRoot {
             Some(&tmp),
         )?;
         self.mount_dev(&root_fd)?;
+        // /proc is mounted by the container's PID 1, in its own PID namespace.
         let rw = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        self.mount_in_root(&root_fd, "proc", "proc", rw, None)?;
         self.mount_in_root(&root_fd, "sys", "sysfs", rw | MsFlags::MS_RDONLY, None)?;
         Ok(())
     }
