@@ -56,11 +56,14 @@ pub fn run_if_requested() {
     let fds: Vec<RawFd> = args
         .filter_map(|a| a.to_str().and_then(|s| s.parse().ok()))
         .collect();
+    // Only as the first process of a new PID namespace, with two distinct fds.
     let code = match fds[..] {
-        [channel, root] => match (sys::inherited_fd(channel), sys::inherited_fd(root)) {
-            (Ok(channel), Ok(root)) => run(UnixStream::from(channel), root),
-            _ => 1,
-        },
+        [channel, root] if channel != root && nix::unistd::getpid().as_raw() == 1 => {
+            match (sys::inherited_fd(channel), sys::inherited_fd(root)) {
+                (Ok(channel), Ok(root)) => run(UnixStream::from(channel), root),
+                _ => 1,
+            }
+        }
         _ => 1,
     };
     std::process::exit(code);
@@ -147,9 +150,8 @@ fn set_up(plan: &Plan, root: OwnedFd) -> Result<(), Report> {
         Mode::empty(),
     )
     .map_err(|e| failed("open the container root", &e))?;
-    let same =
-        sys::dev_ino(&here).ok().is_some() && sys::dev_ino(&here).ok() == sys::dev_ino(&root).ok();
-    if !same {
+    let (found, given) = (sys::dev_ino(&here).ok(), sys::dev_ino(&root).ok());
+    if found.is_none() || found != given {
         let e = std::io::Error::from_raw_os_error(libc::EXDEV);
         return Err(failed("enter the container root (it was replaced)", &e));
     }
