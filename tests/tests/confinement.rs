@@ -74,7 +74,8 @@ impl Env {
 /// Prints the capability sets, tries the escapes, and lists every process the container can
 /// see with what reading its memory, environment and root gives.
 const PROBE: &str = r#"bb=/bin/busybox
-$bb grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status
+$bb grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp|NoNewPrivs):' /proc/self/status
+$bb grep -E '^(Cap(Prm|Eff|Bnd)|Seccomp|NoNewPrivs):' /proc/1/status | $bb sed 's/^/pid1-/'
 $bb unshare -m true 2>&1; echo "unshare-m=$?"
 $bb unshare -U true 2>&1; echo "unshare-U=$?"
 $bb mkdir -p /tmp/mnt; $bb mount -t tmpfs none /tmp/mnt 2>&1; echo "mount=$?"
@@ -175,6 +176,18 @@ impl Probe {
 /// seccomp profile's EPERM, and nothing of encc visible or readable.
 fn assert_confined(p: &Probe) {
     let s = &p.stdout;
+    // Seccomp mode 2 is a filter; the container's PID 1 is confined like the container.
+    for (key, want) in [
+        ("Seccomp", "2"),
+        ("NoNewPrivs", "1"),
+        ("pid1-Seccomp", "2"),
+        ("pid1-NoNewPrivs", "1"),
+        ("pid1-CapBnd", DOCKER_CAPS),
+        ("pid1-CapEff", p.get("CapEff")),
+        ("pid1-CapPrm", p.get("CapPrm")),
+    ] {
+        assert_eq!(p.get(key), want, "{key}:\n{s}");
+    }
     // unshare(CLONE_NEWUSER) needs no capability: only the seccomp profile refuses it.
     assert_eq!(p.get("unshare-U"), "1", "{s}");
     assert!(

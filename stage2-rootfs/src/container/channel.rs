@@ -97,6 +97,9 @@ pub(super) enum Report {
 }
 
 impl Report {
+    /// Bytes of a report but a failure's text (which runs to the end of the stream).
+    pub(super) const FIXED_LEN: usize = 5;
+
     pub(super) fn encode(&self) -> Vec<u8> {
         let (tag, value, text) = match self {
             Self::Started => (b'S', 0, ""),
@@ -126,9 +129,6 @@ impl Report {
             _ => None,
         }
     }
-
-    /// Bytes of a report with this first byte, when fixed (a failure's text runs to EOF).
-    pub(super) const FIXED_LEN: usize = 5;
 }
 
 #[cfg(test)]
