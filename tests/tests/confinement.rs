@@ -1,8 +1,8 @@
 //! Container confinement on the native platform, tried as a hostile image would, as root
 //! inside the container (the `busybox-root` fixture) and as the fixture's non-root user:
 //! Docker's default capabilities, Docker's default seccomp profile (EPERM), a PID namespace
-//! of its own in which no process of encc (init, the FUSE server) is visible or readable,
-//! and the OCI default masked and read-only paths.
+//! of its own in which no process of encc (init, the FUSE server) is visible, readable or
+//! traceable, and the OCI default masked and read-only paths.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -263,6 +263,19 @@ fn image_root_gets_dockers_default_capabilities_and_no_way_out() {
         s.contains("can't create /proc/sys/kernel/core_pattern: Read-only file system"),
         "{s}"
     );
+
+    // ptrace of the container's PID 1 (the only process not from the image it can see) is
+    // refused, while the image's own processes may trace each other, as with Docker.
+    let out = e.run_in(
+        "test/busybox-root",
+        "/bin/ptrace-probe 1; /bin/ptrace-probe",
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0], "ptrace 1: Operation not permitted", "{stdout}");
+    assert!(lines[1].ends_with(": ok"), "{stdout}");
 }
 
 #[test]
