@@ -177,36 +177,39 @@ impl PreparedRoot {
             .write_all(&plan.encode())
             .and_then(|()| process.channel.shutdown(Shutdown::Write))
             .map_err(start_error)?;
-        let mut first = [0u8; Report::FIXED_LEN];
-        let report = match (&process.channel).read_exact(&mut first) {
-            Ok(()) => {
-                let mut bytes = first.to_vec();
-                if first[0] == b'F' {
-                    let _ = (&process.channel).read_to_end(&mut bytes);
-                }
-                Report::decode(&bytes)
-            }
-            Err(_) => None,
-        };
-        match report {
+        match first_report(&process.channel) {
             Some(Report::Started) => Ok(process),
-            Some(Report::ExecFailed(libc::ENOENT | libc::ENOTDIR)) => Err(SpawnError::NotFound {
-                program: program.clone(),
-            }),
-            Some(Report::ExecFailed(libc::EACCES)) => Err(SpawnError::PermissionDenied {
-                program: program.clone(),
-            }),
-            Some(Report::ExecFailed(errno)) => {
-                Err(start_error(std::io::Error::from_raw_os_error(errno)))
-            }
-            Some(Report::SetupFailed(_, message)) => Err(SpawnError::Setup {
-                program: program.clone(),
-                message,
-            }),
-            Some(Report::Exited(_)) | None => Err(SpawnError::Setup {
-                program: program.clone(),
-                message: "the container's PID 1 ended before it started the entrypoint".into(),
-            }),
+            report => Err(spawn_error(program, report)),
         }
+    }
+}
+
+/// PID 1's first report: started, or why not (then PID 1 exits).
+fn first_report(channel: &UnixStream) -> Option<Report> {
+    let mut first = [0u8; Report::FIXED_LEN];
+    let mut reader = channel;
+    reader.read_exact(&mut first).ok()?;
+    let mut bytes = first.to_vec();
+    if first[0] == b'F' {
+        let _ = reader.read_to_end(&mut bytes);
+    }
+    Report::decode(&bytes)
+}
+
+/// The error for a report other than [`Report::Started`].
+fn spawn_error(program: &str, report: Option<Report>) -> SpawnError {
+    let program = program.to_owned();
+    match report {
+        Some(Report::ExecFailed(libc::ENOENT | libc::ENOTDIR)) => SpawnError::NotFound { program },
+        Some(Report::ExecFailed(libc::EACCES)) => SpawnError::PermissionDenied { program },
+        Some(Report::ExecFailed(errno)) => SpawnError::Start {
+            program,
+            source: std::io::Error::from_raw_os_error(errno),
+        },
+        Some(Report::SetupFailed(_, message)) => SpawnError::Setup { program, message },
+        Some(Report::Started | Report::Exited(_)) | None => SpawnError::Setup {
+            program,
+            message: "the container's PID 1 ended before it started the entrypoint".into(),
+        },
     }
 }
