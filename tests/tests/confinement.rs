@@ -329,3 +329,34 @@ fn the_container_pid_namespace_keeps_signals_exit_codes_and_reaping() {
         .count();
     assert_eq!(left, 0, "a container process outlived the container");
 }
+
+#[test]
+fn the_hosts_signals_reach_the_entrypoint_with_exact_statuses() {
+    use std::os::fd::AsFd as _;
+    let Some(e) = env() else { return };
+    // Through the PAL calls, as a host launcher makes them: the pid the host gets is the
+    // container's PID 1; a SIGTERM is forwarded to the entrypoint, a SIGKILL ends the
+    // container at once; either way the status is the signal's.
+    let enclave = encc_interface::host::Enclave::spawn(&bin("init")).unwrap();
+    let image = format!("docker://{}/test/busybox-root:latest", e.registry);
+    let ready = enclave.boot(&e.boot_config(), &image).unwrap();
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    for signal in [libc::SIGTERM, libc::SIGKILL, libc::SIGINT] {
+        let argv = [ready.entry_program.clone(), "exec sleep 1000".into()];
+        let pid = enclave
+            .create_process(&ready.entry_program, &argv, &[], [null.as_fd(); 3])
+            .unwrap();
+        enclave.kill(pid, signal).unwrap();
+        let status = enclave.wait(pid).unwrap();
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == signal,
+            "signal {signal}: wait status {status:#x}"
+        );
+    }
+    enclave.destroy().unwrap();
+    e.assert_clean();
+}
