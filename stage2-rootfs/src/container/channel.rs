@@ -5,13 +5,9 @@
 //! A plan is NUL-separated text (no field contains NUL: the caller checks); a report is a
 //! tag byte and a little-endian `i32`, a failure followed by its message.
 
-use std::path::PathBuf;
-
 /// Everything PID 1 needs to set up the container and start its entrypoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Plan {
-    /// The prepared root (an overlay mount point) as the enclave sees it.
-    pub root: PathBuf,
     /// Working directory inside the root (already created).
     pub cwd: String,
     /// The image user.
@@ -30,7 +26,6 @@ impl Plan {
     pub(super) fn encode(&self) -> Vec<u8> {
         let groups: Vec<String> = self.groups.iter().map(u32::to_string).collect();
         let mut fields = vec![
-            self.root.to_string_lossy().into_owned(),
             self.cwd.clone(),
             self.uid.to_string(),
             self.gid.to_string(),
@@ -54,7 +49,6 @@ impl Plan {
             .split(|b| *b == 0)
             .map(|f| String::from_utf8(f.to_vec()).ok());
         let mut next = || fields.next().flatten();
-        let root = PathBuf::from(next()?);
         let cwd = next()?;
         let uid = next()?.parse().ok()?;
         let gid = next()?.parse().ok()?;
@@ -72,7 +66,6 @@ impl Plan {
             return None;
         }
         Some(Self {
-            root,
             cwd,
             uid,
             gid,
@@ -138,7 +131,6 @@ mod tests {
     #[test]
     fn plans_and_reports_round_trip() {
         let plan = Plan {
-            root: "/run/encc/root".into(),
             cwd: "/home/user".into(),
             uid: 1000,
             gid: 1000,
@@ -158,8 +150,8 @@ mod tests {
             ..plan
         };
         assert_eq!(Plan::decode(&bare.encode()), Some(bare));
-        assert_eq!(Plan::decode(b"/r\0/\x000\x000\0\x000\0"), None, "no argv");
-        assert_eq!(Plan::decode(b"/r\0/\0x\0"), None);
+        assert_eq!(Plan::decode(b"/\x000\x000\0\x000\0"), None, "no argv");
+        assert_eq!(Plan::decode(b"/\0x\0"), None);
         for report in [
             Report::Started,
             Report::ExecFailed(libc::ENOENT),

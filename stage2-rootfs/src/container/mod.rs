@@ -5,8 +5,10 @@
 //! image user's credentials, Docker's default capabilities and seccomp profile,
 //! `no_new_privs`, exec.
 //!
-//! The caller must already be in a private mount namespace (the enclave's), and every binary
-//! that runs an enclave calls [`run_pid1_if_requested`] first thing in `main`.
+//! The root is built from detached mounts that no path names, so the host cannot reach it
+//! through the store or any other directory it shares with the enclave.
+//!
+//! Every binary that runs an enclave calls [`run_pid1_if_requested`] first thing in `main`.
 
 mod caps;
 mod channel;
@@ -35,7 +37,7 @@ pub enum ContainerError {
     Io {
         /// The operation.
         what: &'static str,
-        /// The path (inside the root when absolute and not under the staging directory).
+        /// The path (inside the root when absolute).
         path: PathBuf,
         /// The cause.
         #[source]

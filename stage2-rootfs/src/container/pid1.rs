@@ -13,17 +13,16 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 
-use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{chdir, fchdir, pivot_root, setgroups, setresgid, setresuid, Gid, Pid, Uid};
 
 use super::channel::{Plan, Report};
 use super::seccomp::Profile;
 use super::{caps, in_root, masked, sys};
+use crate::detached::{self, MountAttrFlags};
 
 /// `argv[0]` of the container's PID 1 (what `ps` shows in the container).
 pub(super) const ARGV0: &str = "encc-reaper";
@@ -69,7 +68,7 @@ pub fn run_if_requested() {
     std::process::exit(code);
 }
 
-fn run(channel: UnixStream, root: OwnedFd) -> i32 {
+fn run(channel: UnixStream, tree: OwnedFd) -> i32 {
     // Before anything else: nothing in the container may read this process, and no signal
     // sent to it may be lost before the entrypoint exists.
     let _ = sys::set_undumpable();
@@ -101,7 +100,7 @@ fn run(channel: UnixStream, root: OwnedFd) -> i32 {
         ));
         return 1;
     };
-    let entrypoint = match set_up(&plan, root).and_then(|()| start(&plan)) {
+    let entrypoint = match set_up(&plan, tree).and_then(|()| start(&plan)) {
         Ok(pid) => pid,
         Err(report) => {
             send(report);
@@ -134,37 +133,29 @@ fn failed(what: &str, e: &(dyn std::error::Error + 'static)) -> Report {
     Report::SetupFailed(errno, text)
 }
 
-/// Own mount namespace, the container's `/proc`, masked and read-only paths, pivot_root,
-/// working directory, then this process confined as the container will be.
-fn set_up(plan: &Plan, root: OwnedFd) -> Result<(), Report> {
+/// Own mount namespace with this container's copy of the root tree attached over `/`, the
+/// container's `/proc`, masked and read-only paths, pivot_root, working directory, then this
+/// process confined as the container will be.
+fn set_up(plan: &Plan, tree: OwnedFd) -> Result<(), Report> {
     let profile = Profile::docker_default().map_err(|e| failed("build the seccomp profile", &e))?;
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| failed("create a mount namespace", &e))?;
     let none = None::<&str>;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| failed("make the mounts private", &e))?;
-    // The root by its path in this namespace, checked against the handle the enclave gave.
-    chdir(&plan.root).map_err(|e| failed("enter the container root", &e))?;
-    let here = nix::fcntl::open(
-        ".",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| failed("open the container root", &e))?;
-    let (found, given) = (sys::dev_ino(&here).ok(), sys::dev_ino(&root).ok());
-    if found.is_none() || found != given {
-        let e = std::io::Error::from_raw_os_error(libc::EXDEV);
-        return Err(failed("enter the container root (it was replaced)", &e));
-    }
-    drop(root);
-    let proc = in_root::dir(&here, "proc").map_err(|e| failed("create /proc", &e))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&proc));
-    mount(Some("proc"), via.as_str(), Some("proc"), flags, none)
+    // The tree is entered through its fd, never through a path.
+    detached::enter_over_root(&tree).map_err(|e| failed("attach the container root", &e))?;
+    let proc = in_root::dir(&tree, "proc").map_err(|e| failed("create /proc", &e))?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    // A proc file system made here shows this process's PID namespace.
+    detached::new_mount("proc", &[], attrs)
+        .and_then(|fs| detached::attach(&fs, &proc))
         .map_err(|e| failed("mount proc on /proc", &e))?;
-    masked::apply(&here).map_err(|e| failed("mask paths", &e))?;
+    masked::apply(&tree).map_err(|e| failed("mask paths", &e))?;
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
     // removes it, leaving only the container's tree in this namespace.
-    fchdir(&here).map_err(|e| failed("enter the container root", &e))?;
+    fchdir(&tree).map_err(|e| failed("enter the container root", &e))?;
     pivot_root(".", ".").map_err(|e| failed("pivot_root into the container root", &e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| failed("detach the old root", &e))?;
     chdir("/").map_err(|e| failed("enter /", &e))?;

@@ -11,11 +11,11 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 
 use super::channel::{Plan, Report};
-use super::in_root;
 use super::pid1::ARGV0;
 use super::root::PreparedRoot;
 use super::sys;
 use super::ContainerError;
+use crate::detached;
 
 /// The process to run: everything already decided by the caller (the image config
 /// filtered by the boot config).
@@ -138,11 +138,9 @@ impl PreparedRoot {
         for s in spec.argv.iter().chain(&spec.env).chain([&spec.cwd]) {
             cstring(s)?;
         }
-        cstring(&self.merged().to_string_lossy())?;
         self.create_dir_all(&spec.cwd)?;
         let creds = self.credentials();
         let plan = Plan {
-            root: self.merged().to_owned(),
             cwd: spec.cwd.clone(),
             uid: creds.uid,
             gid: creds.gid,
@@ -154,21 +152,26 @@ impl PreparedRoot {
             program: program.clone(),
             source,
         };
-        let root = in_root::open_root(self.merged())?;
+        // A copy of the root's detached mount tree, for this container alone.
+        let tree = detached::clone_tree(self.tree()?).map_err(|source| ContainerError::Io {
+            what: "copy the mount tree of",
+            path: "/".into(),
+            source,
+        })?;
         let (channel, theirs) = UnixStream::pair().map_err(start_error)?;
         let mut command = Command::new("/proc/self/exe");
         let [stdin, stdout, stderr] = stdio;
         command
             .arg0(ARGV0)
             .arg(theirs.as_raw_fd().to_string())
-            .arg(root.as_raw_fd().to_string())
+            .arg(tree.as_raw_fd().to_string())
             .env_clear()
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr));
-        sys::keep_on_exec(&mut command, [theirs.as_raw_fd(), root.as_raw_fd()]);
+        sys::keep_on_exec(&mut command, [theirs.as_raw_fd(), tree.as_raw_fd()]);
         let child = sys::in_new_pid_namespace(|| command.spawn()).map_err(start_error)?;
-        drop((theirs, root));
+        drop((theirs, tree));
         let process = ContainerProcess {
             pid: child.id(),
             channel,

@@ -137,10 +137,18 @@ pub(super) fn set_undumpable() -> std::io::Result<()> {
     nix::sys::prctl::set_dumpable(false).map_err(std::io::Error::from)
 }
 
-/// The fd's device and inode.
-pub(super) fn dev_ino(fd: &OwnedFd) -> std::io::Result<(u64, u64)> {
-    let st = nix::sys::stat::fstat(fd)?;
-    Ok((st.st_dev, st.st_ino))
+/// Runs `spawn` with this thread's new children going into a new PID namespace (the first
+/// child is its PID 1), then puts this thread's children back into its own namespace.
+pub(super) fn in_new_pid_namespace<T>(
+    spawn: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use nix::sched::{setns, unshare, CloneFlags};
+    let own = std::fs::File::open("/proc/thread-self/ns/pid")?;
+    unshare(CloneFlags::CLONE_NEWPID)?;
+    let spawned = spawn();
+    // Entering one's own active namespace again resets where children go.
+    setns(&own, CloneFlags::CLONE_NEWPID)?;
+    spawned
 }
 
 /// Marks every fd from `first` up close-on-exec (std's exec-error pipe must stay open
@@ -160,18 +168,4 @@ fn close_range_cloexec(first: u32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// Runs `spawn` with this thread's new children going into a new PID namespace (the first
-/// child is its PID 1), then puts this thread's children back into its own namespace.
-pub(super) fn in_new_pid_namespace<T>(
-    spawn: impl FnOnce() -> std::io::Result<T>,
-) -> std::io::Result<T> {
-    use nix::sched::{setns, unshare, CloneFlags};
-    let own = std::fs::File::open("/proc/thread-self/ns/pid")?;
-    unshare(CloneFlags::CLONE_NEWPID)?;
-    let spawned = spawn();
-    // Entering one's own active namespace again resets where children go.
-    setns(&own, CloneFlags::CLONE_NEWPID)?;
-    spawned
 }
