@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
+use zeroize::Zeroizing;
 
 use super::{embedded_media_type, read_document, Fetched, Source, SourceError};
 use crate::manifest::{Descriptor, MANIFEST_ACCEPT};
@@ -182,7 +183,7 @@ impl RegistrySource {
                 req = req.header(*k, v);
             }
             if let Some(value) = self.lock_auth().header() {
-                req = req.header("Authorization", value);
+                req = req.header("Authorization", value.as_str());
             }
             let resp = req.call().map_err(|source| RegistryError::Http {
                 url: url.to_owned(),
@@ -394,11 +395,16 @@ fn tls_config(options: &RegistryOptions) -> Result<TlsConfig, RegistryError> {
         .build())
 }
 
-/// `user:password` → Basic header value.
-fn basic(credentials: &Credentials) -> String {
-    let raw = format!("{}:{}", credentials.username, credentials.password.as_str());
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
+/// `user:password` → Basic header value. Both strings are allocated at their final size
+/// (no reallocation leaves a copy behind) and wiped on drop.
+fn basic(credentials: &Credentials) -> Zeroizing<String> {
+    let (user, password) = (&credentials.username, credentials.password.as_str());
+    let mut raw = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
+    raw.push_str(user);
+    raw.push(':');
+    raw.push_str(password);
+    let mut value = Zeroizing::new(String::with_capacity(6 + raw.len().div_ceil(3) * 4));
+    value.push_str("Basic ");
+    base64::engine::general_purpose::STANDARD.encode_string(raw.as_bytes(), &mut value);
+    value
 }

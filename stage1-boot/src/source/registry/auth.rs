@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 use ureq::Agent;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{basic, RegistryError};
 use crate::reference::{DockerRef, DOCKER_HUB};
@@ -52,7 +52,7 @@ impl fmt::Debug for AuthData {
     }
 }
 
-/// What to send in `Authorization`.
+/// What to send in `Authorization`; the values are wiped on drop.
 pub(super) enum AuthState {
     None,
     Basic(Zeroizing<String>),
@@ -60,11 +60,16 @@ pub(super) enum AuthState {
 }
 
 impl AuthState {
-    pub fn header(&self) -> Option<String> {
+    pub fn header(&self) -> Option<Zeroizing<String>> {
         match self {
             Self::None => None,
-            Self::Basic(value) => Some(value.to_string()),
-            Self::Bearer(token) => Some(format!("Bearer {}", token.as_str())),
+            Self::Basic(value) => Some(value.clone()),
+            Self::Bearer(token) => {
+                let mut value = Zeroizing::new(String::with_capacity(7 + token.len()));
+                value.push_str("Bearer ");
+                value.push_str(token);
+                Some(value)
+            }
         }
     }
 }
@@ -87,7 +92,7 @@ pub(super) fn answer(
         "basic" => {
             let creds = credentials
                 .ok_or_else(|| auth_err("Basic auth required and no credentials found".into()))?;
-            Ok(AuthState::Basic(Zeroizing::new(basic(creds))))
+            Ok(AuthState::Basic(basic(creds)))
         }
         "bearer" => {
             let realm = params
@@ -104,7 +109,7 @@ pub(super) fn answer(
                 req = req.query("service", service);
             }
             if let Some(creds) = credentials {
-                req = req.header("Authorization", &basic(creds));
+                req = req.header("Authorization", basic(creds).as_str());
             }
             let resp = req.call().map_err(|source| RegistryError::Http {
                 url: realm.clone(),
@@ -116,7 +121,7 @@ pub(super) fn answer(
                     "token server {realm} answered HTTP {status}"
                 )));
             }
-            #[derive(Deserialize)]
+            #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
             struct TokenResponse {
                 token: Option<String>,
                 access_token: Option<String>,
@@ -126,18 +131,22 @@ pub(super) fn answer(
                 .with_config()
                 .limit(1 << 20)
                 .read_to_vec()
+                .map(Zeroizing::new)
                 .map_err(|source| RegistryError::Http {
                     url: realm.clone(),
                     source: Box::new(source),
                 })?;
-            let parsed: TokenResponse = serde_json::from_slice(&body)
+            let mut parsed: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|e| auth_err(format!("token server {realm} sent invalid JSON: {e}")))?;
-            let token = parsed
-                .token
-                .or(parsed.access_token)
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| auth_err(format!("token server {realm} sent no token")))?;
-            Ok(AuthState::Bearer(Zeroizing::new(token)))
+            let token = Zeroizing::new(
+                parsed
+                    .token
+                    .take()
+                    .or_else(|| parsed.access_token.take())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| auth_err(format!("token server {realm} sent no token")))?,
+            );
+            Ok(AuthState::Bearer(token))
         }
         other => Err(auth_err(format!("unsupported auth scheme {other:?}"))),
     }
@@ -242,7 +251,8 @@ fn lookup(bytes: &[u8], image: &DockerRef) -> Result<Option<Credentials>, String
         #[serde(default)]
         auths: HashMap<String, AuthEntry>,
     }
-    #[derive(Deserialize)]
+    /// Wiped on drop: `auth` and `password` are secrets.
+    #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
     struct AuthEntry {
         auth: Option<String>,
         username: Option<String>,
