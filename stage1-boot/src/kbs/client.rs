@@ -22,7 +22,8 @@ const MAX_BODY: u64 = 16 << 20;
 /// How to reach the KBS.
 #[derive(Debug, Clone)]
 pub struct KbsConfig {
-    /// Base URL, e.g. `https://kbs.example:8080`. Plain `http://` only to loopback.
+    /// Base URL, e.g. `https://kbs.example:8080`. Plain `http://` only to loopback, and never
+    /// with the `sgx` attester (loopback is the host's under Occlum: a KBS is HTTPS there).
     pub url: String,
     /// Which evidence to present.
     pub attester: AttesterKind,
@@ -41,6 +42,11 @@ impl KbsConfig {
             ca_cert: None,
             timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Checks the URL against the attester; the base URL (without a trailing `/`).
+    pub fn validate(&self) -> Result<String, KbsError> {
+        check_url(&self.url, self.attester)
     }
 }
 
@@ -79,7 +85,7 @@ impl KbsClient {
         config: &KbsConfig,
         attester: Box<dyn Attester>,
     ) -> Result<Self, KbsError> {
-        let base = check_url(&config.url)?;
+        let base = config.validate()?;
         let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
             .certs
             .into_iter()
@@ -335,7 +341,7 @@ fn session_cookie(resp: &ureq::http::Response<ureq::Body>) -> Option<Zeroizing<S
 
 /// `https://…`, or `http://…` to a loopback host: a resource is encrypted to the TEE key,
 /// but only TLS tells the client that the policy and keys come from the right KBS.
-fn check_url(url: &str) -> Result<String, KbsError> {
+fn check_url(url: &str, attester: AttesterKind) -> Result<String, KbsError> {
     let err = |reason| KbsError::Url {
         url: url.to_owned(),
         reason,
@@ -355,6 +361,9 @@ fn check_url(url: &str) -> Result<String, KbsError> {
     };
     match scheme {
         "https" => Ok(base.to_owned()),
+        "http" if attester == AttesterKind::Sgx => Err(err(
+            "plain HTTP is refused with the sgx attester (loopback is the host's there); use https://",
+        )),
         "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(base.to_owned()),
         "http" => Err(err(
             "plain HTTP is allowed only to a loopback KBS; use https://",
@@ -364,38 +373,4 @@ fn check_url(url: &str) -> Result<String, KbsError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            check_url("https://kbs.example:8080/").unwrap(),
-            "https://kbs.example:8080"
-        );
-        assert!(check_url("http://127.0.0.1:8080").is_ok());
-        assert!(check_url("http://[::1]:8080").is_ok());
-        for bad in [
-            "http://kbs.example",
-            "ftp://kbs.example",
-            "kbs.example",
-            "https://",
-            "https://user@kbs.example",
-            "https://kbs.example/?x",
-        ] {
-            let err = check_url(bad).unwrap_err();
-            assert!(err.to_string().contains(bad.trim_end_matches('/')), "{err}");
-        }
-    }
-
-    #[test]
-    fn an_unreachable_kbs_is_an_error_naming_the_resource() {
-        let mut config = KbsConfig::new("http://127.0.0.1:9");
-        config.timeout = Duration::from_secs(2);
-        let client = KbsClient::new(&config).unwrap();
-        let uri: ResourceUri = "kbs:///default/key/one".parse().unwrap();
-        let err = client.resource(&uri).unwrap_err();
-        assert!(err.to_string().contains("kbs:///default/key/one"), "{err}");
-        assert!(format!("{client:?}").contains("127.0.0.1:9"));
-    }
-}
+mod tests;

@@ -75,12 +75,13 @@ impl AuthState {
 }
 
 /// Answers a challenge: fetches a pull token from the realm (with Basic credentials when
-/// known), or switches to Basic.
+/// known and `may_send_credentials` allows it for the realm's URL), or switches to Basic.
 pub(super) fn answer(
     agent: &Agent,
     image: &DockerRef,
     challenge: &str,
     credentials: Option<&Credentials>,
+    may_send_credentials: &dyn Fn(&str) -> bool,
 ) -> Result<AuthState, RegistryError> {
     let auth_err = |reason: String| RegistryError::Auth {
         registry: image.registry.clone(),
@@ -108,8 +109,16 @@ pub(super) fn answer(
             if let Some(service) = params.get("service") {
                 req = req.query("service", service);
             }
-            if let Some(creds) = credentials {
-                req = req.header("Authorization", basic(creds).as_str());
+            match credentials {
+                Some(creds) if may_send_credentials(realm) => {
+                    req = req.header("Authorization", basic(creds).as_str());
+                }
+                Some(_) => log::warn!(
+                    "asking the token realm {realm} without the credentials for {}: plain HTTP \
+                     to a host not listed in insecure_registries",
+                    image.registry
+                ),
+                None => {}
             }
             let resp = req.call().map_err(|source| RegistryError::Http {
                 url: realm.clone(),
