@@ -50,6 +50,9 @@ impl KbsConfig {
     }
 }
 
+/// A session cookie's value, wiped on drop.
+type Cookie = Zeroizing<String>;
+
 /// An attested session: the cookie and token the KBS gave, and the key it encrypts to.
 struct Session {
     cookie: Option<Zeroizing<String>>,
@@ -164,13 +167,10 @@ impl KbsClient {
             };
             let mut req = self.agent.get(&url);
             req = match &current.cookie {
-                Some(cookie) => req.header(
-                    "Cookie",
-                    &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
-                ),
+                Some(cookie) => req.header("Cookie", cookie_header(cookie).as_str()),
                 None => req.header(
                     "Authorization",
-                    &format!("Bearer {}", current.token.as_str()),
+                    secret_concat(&["Bearer ", &current.token]).as_str(),
                 ),
             };
             let resp = req.call().map_err(|source| http_err(&url, source))?;
@@ -269,7 +269,7 @@ impl KbsClient {
         url: &str,
         body: &impl serde::Serialize,
         cookie: Option<&Zeroizing<String>>,
-    ) -> Result<(Vec<u8>, Option<Zeroizing<String>>), KbsError> {
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<Cookie>), KbsError> {
         let json = serde_json::to_vec(body).map_err(|e| KbsError::Protocol {
             url: url.to_owned(),
             reason: format!("cannot encode the request: {e}"),
@@ -279,10 +279,7 @@ impl KbsClient {
             .post(url)
             .header("Content-Type", "application/json");
         if let Some(cookie) = cookie {
-            req = req.header(
-                "Cookie",
-                &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
-            );
+            req = req.header("Cookie", cookie_header(cookie).as_str());
         }
         let resp = req
             .send(&json[..])
@@ -308,8 +305,26 @@ fn http_err(url: &str, source: ureq::Error) -> KbsError {
     }
 }
 
-fn read_body(url: &str, resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, KbsError> {
-    let mut body = Vec::new();
+/// `kbs-session-id=VALUE`, wiped on drop.
+fn cookie_header(cookie: &str) -> Zeroizing<String> {
+    secret_concat(&[protocol::SESSION_COOKIE, "=", cookie])
+}
+
+/// The parts joined into a string allocated at its final size (no reallocation leaves a copy
+/// behind), wiped on drop.
+fn secret_concat(parts: &[&str]) -> Zeroizing<String> {
+    let mut joined = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    parts.iter().for_each(|part| joined.push_str(part));
+    joined
+}
+
+/// The body (at most [`MAX_BODY`] bytes), wiped on drop: an attestation answer holds the
+/// session token. Room for a typical answer is reserved so that growing leaves no copies.
+fn read_body(
+    url: &str,
+    resp: ureq::http::Response<ureq::Body>,
+) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+    let mut body = Zeroizing::new(Vec::with_capacity(64 << 10));
     resp.into_body()
         .into_reader()
         .take(MAX_BODY + 1)
