@@ -18,6 +18,7 @@ pub mod attester;
 pub mod boot;
 pub mod cosign;
 pub mod digest;
+mod fetch;
 pub mod gpg;
 pub mod kbs;
 pub mod layer;

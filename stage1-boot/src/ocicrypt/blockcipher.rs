@@ -10,8 +10,10 @@
 //!   `{"cipher": "AES_256_CTR_HMAC_SHA256", "hmac": b64, "cipheroptions": {}}`.
 //!
 //! The layer blob is AES-256 in CTR mode (16-byte nonce as the initial big-endian counter
-//! block) with HMAC-SHA256 over the ciphertext under the same key. The HMAC is checked when
-//! the stream ends, and the plaintext's digest against `digest`, before a layer is committed.
+//! block) with HMAC-SHA256 over the ciphertext under the same key. CTR is malleable (a flipped
+//! ciphertext bit flips the same plaintext bit), so the HMAC over the whole ciphertext is
+//! checked ([`Authenticator`]) before the first byte is decrypted ([`Decryptor`]); the
+//! plaintext's digest is checked against `digest` before a layer is committed.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -246,77 +248,62 @@ fn parse_private(
     })
 }
 
-/// Decrypts a layer blob as it streams; at the end of the ciphertext the HMAC is checked and
-/// a mismatch is an `InvalidData` error (so nothing after it is taken as valid).
-pub struct DecryptingReader<R> {
-    inner: R,
-    cipher: Aes256Ctr,
-    state: MacState,
+/// The HMAC over a layer's whole ciphertext. Nothing of a layer is decrypted before this
+/// matched: [`Decryptor`] takes the ciphertext only together with a passed [`Authenticator`].
+pub struct Authenticator {
+    mac: Option<Hmac<Sha256>>,
     expected: Vec<u8>,
 }
 
-/// Where the HMAC check stands; a mismatch stays an error on every later read.
-enum MacState {
-    Reading(Hmac<Sha256>),
-    Verified,
-    Failed,
-}
-
-impl<R: Read> DecryptingReader<R> {
-    /// Wraps the ciphertext stream `inner`.
-    pub fn new(inner: R, key: &LayerKey) -> Self {
-        let cipher = Aes256Ctr::new(key.symkey.as_slice().into(), key.nonce.as_slice().into());
+impl Authenticator {
+    /// A fresh check under `key`'s HMAC key, against the HMAC from its public options.
+    pub fn new(key: &LayerKey) -> Self {
         // HMAC accepts keys of any length, so this cannot fail for 32 bytes; if it did,
-        // the stream would report a mismatch rather than pass unchecked.
-        let state = match <Hmac<Sha256> as Mac>::new_from_slice(key.symkey.as_slice()) {
-            Ok(mac) => MacState::Reading(mac),
-            Err(_) => MacState::Failed,
-        };
+        // `verify` would report a mismatch rather than pass unchecked.
         Self {
-            inner,
-            cipher,
-            state,
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.symkey.as_slice()).ok(),
             expected: key.hmac.clone(),
         }
     }
-}
 
-impl<R: Read> Read for DecryptingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mismatch = || io::Error::new(io::ErrorKind::InvalidData, HmacMismatch);
-        let mac = match &mut self.state {
-            MacState::Reading(mac) => mac,
-            MacState::Verified => return Ok(0),
-            MacState::Failed => return Err(mismatch()),
-        };
-        if buf.is_empty() {
-            return Ok(0);
+    /// Adds the next ciphertext bytes.
+    pub fn update(&mut self, ciphertext: &[u8]) {
+        if let Some(mac) = &mut self.mac {
+            mac.update(ciphertext);
         }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            // End of the ciphertext: the HMAC must match before anyone sees an end.
-            let ok = mac.clone().verify_slice(&self.expected).is_ok();
-            self.state = if ok {
-                MacState::Verified
-            } else {
-                MacState::Failed
-            };
-            return if ok { Ok(0) } else { Err(mismatch()) };
-        }
-        mac.update(&buf[..n]);
-        self.cipher.apply_keystream(&mut buf[..n]);
-        Ok(n)
+    }
+
+    /// Whether the ciphertext seen, as a whole, carries the expected HMAC (constant time).
+    pub fn verify(self) -> bool {
+        self.mac
+            .is_some_and(|mac| mac.verify_slice(&self.expected).is_ok())
     }
 }
 
-/// The error inside the `io::Error` a [`DecryptingReader`] returns on an HMAC mismatch.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("layer HMAC mismatch")]
-pub struct HmacMismatch;
+/// AES-256-CTR decryption of a layer blob whose HMAC already matched: build it from the
+/// [`Authenticator`] that verified the same bytes (the caller reads them from a store the
+/// host cannot alter unnoticed, such as an authenticated spool).
+pub struct Decryptor<R> {
+    inner: R,
+    cipher: Aes256Ctr,
+}
 
-/// Whether `e` (possibly passed through a decompressor) is an HMAC mismatch.
-pub fn is_hmac_mismatch(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<HmacMismatch>())
+impl<R: Read> Decryptor<R> {
+    /// Decrypts `inner`, the ciphertext `verified` authenticated. `None` when it did not.
+    pub fn new(inner: R, key: &LayerKey, verified: Authenticator) -> Option<Self> {
+        verified.verify().then(|| Self {
+            inner,
+            cipher: Aes256Ctr::new(key.symkey.as_slice().into(), key.nonce.as_slice().into()),
+        })
+    }
+}
+
+impl<R: Read> Read for Decryptor<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.cipher.apply_keystream(&mut buf[..n]);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -393,5 +380,46 @@ mod tests {
             layer_key(&BTreeMap::new(), &[], None),
             Err(LayerKeyError::NoJwe)
         ));
+    }
+
+    fn key_for(ciphertext: &[u8], symkey: [u8; 32], nonce: [u8; 16]) -> LayerKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&symkey).unwrap();
+        mac.update(ciphertext);
+        LayerKey {
+            symkey: Zeroizing::new(symkey),
+            nonce,
+            hmac: mac.finalize().into_bytes().to_vec(),
+            plain_digest: Digest::of(b""),
+        }
+    }
+
+    #[test]
+    fn decrypts_only_authenticated_ciphertext() {
+        let (symkey, nonce) = ([5u8; 32], [6u8; 16]);
+        let plain: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let mut ciphertext = plain.clone();
+        Aes256Ctr::new(&symkey.into(), &nonce.into()).apply_keystream(&mut ciphertext);
+        let key = key_for(&ciphertext, symkey, nonce);
+        let mut auth = Authenticator::new(&key);
+        for chunk in ciphertext.chunks(777) {
+            auth.update(chunk);
+        }
+        let mut out = Vec::new();
+        Decryptor::new(ciphertext.as_slice(), &key, auth)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, plain);
+
+        for at in [0, 2500, 4999] {
+            let mut flipped = ciphertext.clone();
+            flipped[at] ^= 0x10;
+            let mut auth = Authenticator::new(&key);
+            auth.update(&flipped);
+            assert!(Decryptor::new(flipped.as_slice(), &key, auth).is_none());
+        }
+        let mut auth = Authenticator::new(&key);
+        auth.update(&ciphertext[..4000]);
+        assert!(!auth.verify(), "a truncated ciphertext fails");
     }
 }

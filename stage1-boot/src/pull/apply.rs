@@ -1,5 +1,11 @@
 //! One layer of a pull, inside a builder layer transaction.
+//!
+//! A plain layer streams: fetch → sha256 → decompress → tar → builder, its digests checked
+//! before the layer is committed. An encrypted layer is received whole first, its blob
+//! digest and HMAC checked over the whole ciphertext before one byte is decrypted; whatever
+//! fails after it was received gives one error text, [`PullError::EncryptedLayer`].
 
+use std::path::Path;
 use std::sync::Arc;
 
 use encc_rootfs::RootfsBuilder;
@@ -7,78 +13,143 @@ use encc_rootfs::RootfsBuilder;
 use super::{DigestMismatch, PullError, PullOptions};
 use crate::digest::Digest;
 use crate::kbs::KbsClient;
-use crate::layer::{self, FetchError, LayerStream, StreamDigests};
+use crate::layer::{self, FetchError, StreamDigests};
 use crate::manifest::{Descriptor, LayerType};
 use crate::ocicrypt::blockcipher::{layer_key, LayerKey};
 use crate::ocicrypt::keyprovider::{KekSource, PROVIDER_ATTESTATION_AGENT};
 use crate::prefetch::Prefetch;
 use crate::source::Source;
-use crate::unpack::{self, LayerStats};
+use crate::unpack::{LayerStats, UnpackError, Unpacker};
 
-/// Where a layer's blob comes from.
-pub(super) enum LayerInput<'a> {
-    /// Straight from the source.
-    Source,
-    /// From the spool the prefetcher fills.
-    Spooled(&'a Prefetch),
+/// What the layers of one pull share.
+pub(super) struct Layers<'a> {
+    pub source: &'a Arc<dyn Source>,
+    pub options: &'a PullOptions,
+    /// Where the first layer's blob is spooled when it is encrypted (the image's directory).
+    pub spool_dir: &'a Path,
+    /// Later layers' blobs.
+    pub prefetch: &'a Prefetch,
+    pub unpacker: Unpacker,
 }
 
-/// One layer being applied: what it is and where it goes.
+/// One layer being applied: what it is.
 struct Job<'a> {
     reference: String,
     descriptor: &'a Descriptor,
     index: usize,
     expected_diff: Digest,
+    layer_type: LayerType,
 }
 
-/// Streams one layer into the builder inside a layer transaction.
-pub(super) fn apply(
-    source: &Arc<dyn Source>,
-    builder: &mut RootfsBuilder,
-    descriptor: &Descriptor,
-    index: usize,
-    expected_diff: Digest,
-    options: &PullOptions,
-    input: LayerInput<'_>,
-) -> Result<LayerStats, PullError> {
-    let job = Job {
-        reference: source.reference().to_string(),
-        descriptor,
-        index,
-        expected_diff,
-    };
-    let build_err = |source| PullError::Build {
-        reference: job.reference.clone(),
-        source,
-    };
-    let layer_type =
-        LayerType::from_media_type(&descriptor.media_type).ok_or_else(|| PullError::MediaType {
-            reference: job.reference.clone(),
-            what: format!("layer {}", descriptor.digest),
-            media_type: descriptor.media_type.clone(),
-        })?;
-    let key = if layer_type.encrypted {
-        Some(job.layer_key(options)?)
-    } else {
-        None
-    };
-    let expected_plain = key.as_ref().map(|k| k.plain_digest);
-    let mut stream = job.open(source, layer_type, options, input, key)?;
-    builder.begin_layer().map_err(build_err)?;
-    let unpacked = unpack::apply_layer(builder, &mut stream);
-    let outcome = job.outcome(stream.finish(), unpacked, expected_plain);
-    match outcome {
-        Ok(stats) => {
-            builder.commit_layer().map_err(build_err)?;
-            if let Some(p) = &options.progress {
-                p.layer_done(index);
+impl Layers<'_> {
+    /// Applies one layer to the builder inside a layer transaction.
+    pub fn apply(
+        &mut self,
+        builder: &mut RootfsBuilder,
+        descriptor: &Descriptor,
+        index: usize,
+        expected_diff: Digest,
+    ) -> Result<LayerStats, PullError> {
+        let reference = self.source.reference().to_string();
+        let layer_type = LayerType::from_media_type(&descriptor.media_type).ok_or_else(|| {
+            PullError::MediaType {
+                reference: reference.clone(),
+                what: format!("layer {}", descriptor.digest),
+                media_type: descriptor.media_type.clone(),
             }
-            Ok(stats)
+        })?;
+        let job = Job {
+            reference,
+            descriptor,
+            index,
+            expected_diff,
+            layer_type,
+        };
+        let stats = if layer_type.encrypted {
+            let key = job.layer_key(self.options)?;
+            self.apply_encrypted(&job, builder, &key)?
+        } else {
+            self.apply_plain(&job, builder)?
+        };
+        if let Some(p) = &self.options.progress {
+            p.layer_done(index);
         }
-        Err(e) => {
-            builder.abort_layer().map_err(build_err)?;
-            Err(e)
+        Ok(stats)
+    }
+
+    fn apply_plain(
+        &mut self,
+        job: &Job<'_>,
+        builder: &mut RootfsBuilder,
+    ) -> Result<LayerStats, PullError> {
+        let (descriptor, index) = (job.descriptor, job.index);
+        let compression = job.layer_type.compression;
+        let mut stream = if index == 0 {
+            layer::start(
+                Arc::clone(self.source),
+                descriptor.clone(),
+                compression,
+                index,
+                self.options.progress.clone(),
+                self.options.stall_timeout,
+            )
+        } else {
+            let spool = self
+                .prefetch
+                .take(index)
+                .map_err(|source| job.fetch_err(source))?;
+            layer::start_spooled(spool, descriptor, compression, index)
+        };
+        job.transaction(builder, |builder| {
+            let unpacked = self.unpacker.apply_layer(builder, &mut stream, false);
+            job.outcome(stream.finish(), unpacked)
+        })
+    }
+
+    fn apply_encrypted(
+        &mut self,
+        job: &Job<'_>,
+        builder: &mut RootfsBuilder,
+        key: &LayerKey,
+    ) -> Result<LayerStats, PullError> {
+        let (descriptor, index) = (job.descriptor, job.index);
+        // Receiving may fail on its own terms (download, stall, size): nothing is decrypted.
+        let spool = if index == 0 {
+            layer::receive(
+                Arc::clone(self.source),
+                descriptor,
+                index,
+                self.options.progress.clone(),
+                self.options.stall_timeout,
+                self.spool_dir,
+            )
+        } else {
+            self.prefetch.take(index)
         }
+        .map_err(|source| job.fetch_err(source))?;
+        // From here on every failure is the same error.
+        let opaque = || PullError::EncryptedLayer {
+            reference: job.reference.clone(),
+            digest: descriptor.digest,
+        };
+        let received = layer::authenticate(spool, key).map_err(|_| opaque())?;
+        if received.digest != descriptor.digest || received.size != descriptor.size {
+            return Err(opaque());
+        }
+        let compression = job.layer_type.compression;
+        let mut stream = layer::start_decrypting(received, key, descriptor, compression, index)
+            .ok_or_else(opaque)?;
+        job.transaction(builder, |builder| {
+            let unpacked = self.unpacker.apply_layer(builder, &mut stream, true);
+            match (stream.finish(), unpacked) {
+                (Ok(digests), Ok(stats))
+                    if digests.blob == key.plain_digest && digests.diff_id == job.expected_diff =>
+                {
+                    Ok(stats)
+                }
+                _ => Err(opaque()),
+            }
+        })
     }
 }
 
@@ -111,38 +182,27 @@ impl Job<'_> {
         })
     }
 
-    /// Starts the layer's byte pipeline from the source or from its prefetched spool.
-    fn open(
+    /// Runs `body` inside a builder layer transaction: committed when it succeeds.
+    fn transaction(
         &self,
-        source: &Arc<dyn Source>,
-        layer_type: LayerType,
-        options: &PullOptions,
-        input: LayerInput<'_>,
-        key: Option<LayerKey>,
-    ) -> Result<LayerStream, PullError> {
-        let (descriptor, index) = (self.descriptor, self.index);
-        Ok(match input {
-            LayerInput::Source => layer::start(
-                Arc::clone(source),
-                descriptor.clone(),
-                layer_type.compression,
-                index,
-                options.progress.clone(),
-                key,
-            ),
-            LayerInput::Spooled(prefetch) => {
-                let spool = prefetch
-                    .take(index)
-                    .map_err(|source| self.fetch_err(source))?;
-                layer::start_spooled(
-                    spool,
-                    descriptor.clone(),
-                    layer_type.compression,
-                    index,
-                    key,
-                )
+        builder: &mut RootfsBuilder,
+        body: impl FnOnce(&mut RootfsBuilder) -> Result<LayerStats, PullError>,
+    ) -> Result<LayerStats, PullError> {
+        let build_err = |source| PullError::Build {
+            reference: self.reference.clone(),
+            source,
+        };
+        builder.begin_layer().map_err(build_err)?;
+        match body(builder) {
+            Ok(stats) => {
+                builder.commit_layer().map_err(build_err)?;
+                Ok(stats)
             }
-        })
+            Err(e) => {
+                builder.abort_layer().map_err(build_err)?;
+                Err(e)
+            }
+        }
     }
 
     fn fetch_err(&self, source: FetchError) -> PullError {
@@ -153,12 +213,11 @@ impl Job<'_> {
         }
     }
 
-    /// The layer's result from both sides of the pipeline and its digests.
+    /// A plain layer's result from both sides of the pipeline and its digests.
     fn outcome(
         &self,
         fetched: Result<StreamDigests, FetchError>,
-        unpacked: Result<LayerStats, unpack::UnpackError>,
-        expected_plain: Option<Digest>,
+        unpacked: Result<LayerStats, UnpackError>,
     ) -> Result<LayerStats, PullError> {
         match (fetched, unpacked) {
             // The fetching side's error is the cause when both failed.
@@ -171,16 +230,12 @@ impl Job<'_> {
                 source: Box::new(source),
             }),
             (Err(source), Ok(_)) => Err(self.fetch_err(source)),
-            (Ok(digests), Ok(stats)) => self.check(&digests, expected_plain).map(|()| stats),
+            (Ok(digests), Ok(stats)) => self.check(&digests).map(|()| stats),
         }
     }
 
-    /// Blob digest and size, decrypted digest, diff_id.
-    fn check(
-        &self,
-        digests: &StreamDigests,
-        expected_plain: Option<Digest>,
-    ) -> Result<(), PullError> {
+    /// Blob digest and size, then diff_id.
+    fn check(&self, digests: &StreamDigests) -> Result<(), PullError> {
         let (descriptor, index) = (self.descriptor, self.index);
         let mismatch = |what: String, expected, expected_size, actual, actual_size| {
             Err(PullError::DigestMismatch(Box::new(DigestMismatch {
@@ -199,14 +254,6 @@ impl Job<'_> {
                 format!(" ({} bytes)", descriptor.size),
                 digests.blob,
                 digests.blob_size,
-            )
-        } else if digests.decrypted != expected_plain {
-            mismatch(
-                format!("decrypted layer {index} ({})", descriptor.digest),
-                expected_plain.unwrap_or(descriptor.digest),
-                String::new(),
-                digests.decrypted.unwrap_or(digests.blob),
-                0,
             )
         } else if digests.diff_id != self.expected_diff {
             mismatch(

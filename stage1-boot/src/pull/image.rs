@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use encc_rootfs::{BuildOptions, DataKey, RootfsBuilder};
 
-use super::apply::{apply, LayerInput};
+use super::apply::Layers;
 use super::{
     attachment, resolve, LayerSummary, PullError, PullOptions, PullSummary, ResolvedImage,
 };
 use crate::prefetch::Prefetch;
 use crate::source::Source;
+use crate::unpack::Unpacker;
 
 /// Pulls `source`'s image into a new protected rootfs at `dest` under `key`. The image id
 /// is derived from the manifest digest, so the same image under the same key gives the same
@@ -56,24 +57,22 @@ pub fn pull_resolved(
             p.layer_started(index, &d.digest, d.size);
         }
     }
-    let prefetch = start_prefetch(&source, resolved, dest, options);
+    let spool_dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let prefetch = start_prefetch(&source, resolved, &spool_dir, options);
+    let mut pipeline = Layers {
+        source: &source,
+        options,
+        spool_dir: &spool_dir,
+        prefetch: &prefetch,
+        unpacker: Unpacker::new(options.limits.clone()),
+    };
     let mut layers = Vec::with_capacity(resolved.manifest.layers.len());
     for (index, descriptor) in resolved.manifest.layers.iter().enumerate() {
         let expected_diff = resolved.config.rootfs.diff_ids[index];
-        let input = if index == 0 {
-            LayerInput::Source
-        } else {
-            LayerInput::Spooled(&prefetch)
-        };
-        let stats = apply(
-            &source,
-            &mut builder,
-            descriptor,
-            index,
-            expected_diff,
-            options,
-            input,
-        )?;
+        let stats = pipeline.apply(&mut builder, descriptor, index, expected_diff)?;
         log::info!(
             "layer {index} {} applied: {} entries, {} whiteouts",
             descriptor.digest,
@@ -107,7 +106,7 @@ const PREFETCH_PARALLEL: usize = 3;
 fn start_prefetch(
     source: &Arc<dyn Source>,
     resolved: &ResolvedImage,
-    dest: &Path,
+    spool_dir: &Path,
     options: &PullOptions,
 ) -> Prefetch {
     let later: Vec<_> = resolved
@@ -118,16 +117,13 @@ fn start_prefetch(
         .enumerate()
         .skip(1)
         .collect();
-    let spool_dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
     Prefetch::start(
         Arc::clone(source),
         later,
-        &spool_dir,
+        spool_dir,
         PREFETCH_PARALLEL,
         options.progress.clone(),
+        options.stall_timeout,
     )
 }
 

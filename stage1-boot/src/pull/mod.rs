@@ -24,7 +24,7 @@ mod types;
 
 pub use image::{pull, pull_resolved};
 pub use resolve::resolve;
-pub use types::{LayerSummary, PullOptions, PullSummary, ResolvedImage};
+pub use types::{LayerSummary, PullOptions, PullSummary, ResolvedImage, DEFAULT_STALL_TIMEOUT};
 
 /// Attachment names under which the pull records what it verified.
 pub mod attachment {
@@ -146,6 +146,16 @@ pub enum PullError {
         /// The cause.
         #[source]
         source: Box<UnpackError>,
+    },
+    /// An encrypted layer failed after its ciphertext was received: its blob digest, its
+    /// HMAC, decompression, its tar stream or its diff_id. Which one is not said, here or in
+    /// any log: the registry must not learn anything about the plaintext from the answer.
+    #[error("encrypted layer {digest} of {reference} failed verification or unpacking")]
+    EncryptedLayer {
+        /// The reference.
+        reference: String,
+        /// The layer (its blob digest in the manifest).
+        digest: Digest,
     },
     /// Writing the image failed.
     #[error("cannot write the protected image for {reference}")]

@@ -1,6 +1,7 @@
 //! Options of a pull and what it produced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use encc_rootfs::RootHash;
 
@@ -10,10 +11,10 @@ use crate::layer::Progress;
 use crate::manifest::{ImageConfig, Manifest, Platform};
 use crate::ocicrypt::keys::PrivateKey;
 use crate::source::RegistryOptions;
-use crate::unpack::LayerStats;
+use crate::unpack::{LayerStats, UnpackLimits};
 
 /// Options of a pull.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PullOptions {
     /// Platform to pick from an index; default the running one.
     pub platform: Option<Platform>,
@@ -26,6 +27,28 @@ pub struct PullOptions {
     /// The Key Broker Service that holds the KEKs of layers encrypted with Confidential
     /// Containers' key provider (`…enc.keys.provider.attestation-agent`).
     pub kbs: Option<Arc<KbsClient>>,
+    /// A download that receives no byte for this long fails (default 60 s). Registry reads
+    /// time out after the shorter of this and [`RegistryOptions::timeout`].
+    pub stall_timeout: Duration,
+    /// Bounds on the work unverified layer bytes can cause.
+    pub limits: UnpackLimits,
+}
+
+/// Default of [`PullOptions::stall_timeout`].
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self {
+            platform: None,
+            registry: RegistryOptions::default(),
+            progress: None,
+            decryption_keys: Arc::default(),
+            kbs: None,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
+            limits: UnpackLimits::default(),
+        }
+    }
 }
 
 /// A manifest resolved for one platform, with its verified config.
