@@ -14,10 +14,9 @@ use encc_stage1::digest::Digest;
 use encc_stage1::kbs::{KbsConfig, ResourceUri};
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
-use encc_stage1::pull::{self, PullOptions};
+use encc_stage1::pull::{self, PullOptions, UnpackLimits};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
-use encc_stage1::unpack::UnpackLimits;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -55,7 +54,7 @@ pub enum ImageCommand {
         #[arg(
             long = "registries.d",
             value_name = "DIR",
-            default_value = "/etc/containers/registries.d"
+            default_value = encc_interface::names::DEFAULT_REGISTRIES_D
         )]
         registries_d: PathBuf,
         /// Fail a download that receives no byte for this many seconds.

@@ -22,6 +22,7 @@ mod image;
 mod resolve;
 mod types;
 
+pub use crate::unpack::{LimitNameError, UnpackLimits};
 pub use image::{pull, pull_resolved};
 pub use resolve::resolve;
 pub use types::{LayerSummary, PullOptions, PullSummary, ResolvedImage, DEFAULT_STALL_TIMEOUT};

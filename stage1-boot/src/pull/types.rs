@@ -6,10 +6,10 @@ use std::time::Duration;
 use encc_rootfs::RootHash;
 
 use crate::digest::Digest;
+use crate::jwe::PrivateKey;
 use crate::kbs::KbsClient;
 use crate::layer::Progress;
 use crate::manifest::{ImageConfig, Manifest, Platform};
-use crate::ocicrypt::keys::PrivateKey;
 use crate::source::RegistryOptions;
 use crate::unpack::{LayerStats, UnpackLimits};
 
