@@ -24,7 +24,8 @@ pub(crate) trait BlobInput: Read + Send {
 
 /// A blob download that reopens at its current offset (a Range request) when the connection
 /// fails, at most [`MAX_RESUMES`] times, never yields more than the descriptor's size, and
-/// gives up when no byte arrived for `stall` (however many resumes are left).
+/// gives up when one read waited `stall` for a byte (however many resumes are left). Time
+/// the caller spends between reads (the unpacker is busy) does not count.
 pub(crate) struct Resuming {
     source: Arc<dyn Source>,
     descriptor: Descriptor,
@@ -34,7 +35,6 @@ pub(crate) struct Resuming {
     progress: Option<Arc<dyn Progress>>,
     index: usize,
     stall: Duration,
-    last_progress: Instant,
     /// The precise error when this reader failed for a reason it knows.
     failure: Option<FetchError>,
 }
@@ -56,7 +56,6 @@ impl Resuming {
             progress,
             index,
             stall,
-            last_progress: Instant::now(),
             failure: None,
         }
     }
@@ -87,17 +86,16 @@ impl BlobInput for Resuming {
 impl Read for Resuming {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let digest = self.descriptor.digest;
+        let waiting = Instant::now();
         loop {
-            if self.last_progress.elapsed() >= self.stall {
+            if waiting.elapsed() >= self.stall {
                 return Err(self.stalled());
             }
             let inner = match &mut self.inner {
                 Some(inner) => inner,
                 None => match self.source.blob(&self.descriptor, self.offset) {
                     Ok(r) => self.inner.insert(r),
-                    Err(_) if self.last_progress.elapsed() >= self.stall => {
-                        return Err(self.stalled())
-                    }
+                    Err(_) if waiting.elapsed() >= self.stall => return Err(self.stalled()),
                     Err(source) => return Err(self.fail(FetchError::Source { digest, source })),
                 },
             };
@@ -111,16 +109,13 @@ impl Read for Resuming {
                         let size = self.descriptor.size;
                         return Err(self.fail(FetchError::TooLong { digest, size }));
                     }
-                    if n > 0 {
-                        self.last_progress = Instant::now();
-                    }
                     if let Some(p) = &self.progress {
                         p.layer_bytes(self.index, n as u64);
                     }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) if self.last_progress.elapsed() >= self.stall => return Err(self.stalled()),
+                Err(_) if waiting.elapsed() >= self.stall => return Err(self.stalled()),
                 Err(e) if self.resumes < MAX_RESUMES => {
                     self.resumes += 1;
                     log::warn!(
