@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingReader};
 use crate::layer::{FetchError, Progress, CHUNK};
 use crate::manifest::Descriptor;
 use crate::source::Source;
@@ -173,14 +173,21 @@ impl BlobInput for Spooled {
     }
 }
 
-/// Receives the whole blob from `input` into a new encrypted spool in `dir`; `cancelled` is
-/// asked between chunks.
+impl<R: BlobInput> BlobInput for HashingReader<R> {
+    fn take_failure(&mut self) -> Option<FetchError> {
+        self.get_mut().take_failure()
+    }
+}
+
+/// Receives the whole blob `digest` from `input` into a new encrypted spool in `dir`,
+/// showing each chunk to `observe`; `cancelled` is asked between chunks.
 pub(crate) fn spool_blob(
-    input: &mut Resuming,
+    input: &mut dyn BlobInput,
+    digest: Digest,
     dir: &Path,
     cancelled: &dyn Fn() -> bool,
+    observe: &mut dyn FnMut(&[u8]),
 ) -> Result<Spool, FetchError> {
-    let digest = input.descriptor.digest;
     let spool_err = |source| FetchError::Spool { digest, source };
     let mut spool = SpoolWriter::create(dir).map_err(spool_err)?;
     let mut buf = vec![0u8; CHUNK];
@@ -198,11 +205,11 @@ pub(crate) fn spool_blob(
                     .unwrap_or(FetchError::Spool { digest, source: e }))
             }
         };
+        observe(&buf[..n]);
         spool.write_all(&buf[..n]).map_err(spool_err)?;
     }
     log::debug!(
-        "layer {} {digest}: {} bytes spooled (encrypted)",
-        input.index,
+        "blob {digest}: {} bytes spooled (encrypted)",
         spool.written()
     );
     spool.finish().map_err(spool_err)

@@ -160,7 +160,8 @@ pub fn start_spooled(
     spawn(Box::new(input), descriptor.digest, compression, index)
 }
 
-/// Receives an encrypted layer's blob from the source into an encrypted spool in `dir`.
+/// Receives an encrypted layer's blob from the source into an encrypted spool in `dir`,
+/// computing its digest and HMAC on the way (nothing is decrypted).
 pub fn receive(
     source: Arc<dyn Source>,
     descriptor: &Descriptor,
@@ -168,9 +169,25 @@ pub fn receive(
     progress: Option<Arc<dyn Progress>>,
     stall: std::time::Duration,
     dir: &std::path::Path,
-) -> Result<Spool, FetchError> {
-    let mut input = Resuming::new(source, descriptor.clone(), index, progress, stall);
-    crate::fetch::spool_blob(&mut input, dir, &|| false)
+    key: &LayerKey,
+) -> Result<Received, FetchError> {
+    let input = Resuming::new(source, descriptor.clone(), index, progress, stall);
+    let mut hashing = HashingReader::new(input);
+    let mut auth = Authenticator::new(key);
+    let spool = crate::fetch::spool_blob(
+        &mut hashing,
+        descriptor.digest,
+        dir,
+        &|| false,
+        &mut |chunk| auth.update(chunk),
+    )?;
+    let (digest, size) = hashing.finish();
+    Ok(Received {
+        spool,
+        auth,
+        digest,
+        size,
+    })
 }
 
 /// A received ciphertext whose digest, size and HMAC were computed over every byte.
@@ -183,7 +200,8 @@ pub struct Received {
     pub size: u64,
 }
 
-/// Reads a spooled ciphertext once, whole: its digest, size and HMAC. Nothing is decrypted.
+/// Reads a spooled ciphertext (a prefetched layer) once, whole: its digest, size and HMAC.
+/// Nothing is decrypted.
 pub fn authenticate(spool: Spool, key: &LayerKey) -> io::Result<Received> {
     let mut auth = Authenticator::new(key);
     let mut reader = spool.reader();

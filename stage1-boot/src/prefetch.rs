@@ -138,5 +138,6 @@ fn download(
         progress,
         shared.stall,
     );
-    spool_blob(&mut input, dir, &|| shared.cancel.load(Ordering::Relaxed))
+    let cancelled = || shared.cancel.load(Ordering::Relaxed);
+    spool_blob(&mut input, descriptor.digest, dir, &cancelled, &mut |_| {})
 }

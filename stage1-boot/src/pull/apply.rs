@@ -113,8 +113,13 @@ impl Layers<'_> {
         key: &LayerKey,
     ) -> Result<LayerStats, PullError> {
         let (descriptor, index) = (job.descriptor, job.index);
+        // From the point the ciphertext is received, every failure is the same error.
+        let opaque = || PullError::EncryptedLayer {
+            reference: job.reference.clone(),
+            digest: descriptor.digest,
+        };
         // Receiving may fail on its own terms (download, stall, size): nothing is decrypted.
-        let spool = if index == 0 {
+        let received = if index == 0 {
             layer::receive(
                 Arc::clone(self.source),
                 descriptor,
@@ -122,17 +127,16 @@ impl Layers<'_> {
                 self.options.progress.clone(),
                 self.options.stall_timeout,
                 self.spool_dir,
+                key,
             )
+            .map_err(|source| job.fetch_err(source))?
         } else {
-            self.prefetch.take(index)
-        }
-        .map_err(|source| job.fetch_err(source))?;
-        // From here on every failure is the same error.
-        let opaque = || PullError::EncryptedLayer {
-            reference: job.reference.clone(),
-            digest: descriptor.digest,
+            let spool = self
+                .prefetch
+                .take(index)
+                .map_err(|source| job.fetch_err(source))?;
+            layer::authenticate(spool, key).map_err(|_| opaque())?
         };
-        let received = layer::authenticate(spool, key).map_err(|_| opaque())?;
         if received.digest != descriptor.digest || received.size != descriptor.size {
             return Err(opaque());
         }
