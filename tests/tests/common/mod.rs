@@ -12,7 +12,9 @@ use std::process::{Command, Output};
 
 pub mod enclave;
 pub mod gpg;
+pub mod inotify;
 pub mod kbs;
+pub mod process;
 pub mod proxy;
 pub mod pull;
 

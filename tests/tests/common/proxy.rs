@@ -1,16 +1,17 @@
-//! tests/fixtures/proxy.py: a reverse proxy in front of the test registry that can demand
-//! auth, drop connections, flip a bit of each blob or stall mid-blob.
+//! tests/fixtures/proxy.py in front of the test registry (faults, auth, stalled blobs).
 
 use std::path::Path;
 use std::process::{Child, Command};
 
-/// tests/fixtures/proxy.py in front of the registry; killed on drop.
+/// A running proxy; killed on drop.
 pub struct Proxy {
     child: Child,
+    /// `127.0.0.1:PORT` of the proxy.
     pub addr: String,
 }
 
 impl Proxy {
+    /// Starts the proxy in front of `registry` with proxy.py's `extra` options.
     pub fn start(registry: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port_file = dir.path().join("port");
@@ -38,6 +39,7 @@ impl Proxy {
         panic!("proxy did not start");
     }
 
+    /// The proxy's request counters (`/_stats`).
     pub fn stats(&self) -> serde_json::Value {
         let out = Command::new("python3")
             .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://{}/_stats').read().decode())", self.addr)])
