@@ -15,20 +15,17 @@
 //!   included) against what is left of the image's unpacked-size limit before any data is
 //!   read, header bytes per entry, entries per layer, name and link lengths, xattrs.
 
-use std::collections::HashSet;
-use std::io::{self, Read};
-use std::rc::Rc;
+use std::io;
 
-use encc_rootfs::{BuildError, RootfsBuilder};
+use encc_rootfs::BuildError;
 
 mod entry;
 mod limits;
 mod meta;
+mod run;
 
 pub use limits::{LimitNameError, UnpackLimits};
-
-use entry::Layer;
-use limits::{Meter, Metered};
+pub use run::Unpacker;
 
 /// What a layer held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,165 +78,6 @@ pub enum UnpackError {
         #[source]
         source: BuildError,
     },
-}
-
-/// Applies the layers of one image, counting their unpacked bytes against the limits.
-pub struct Unpacker {
-    limits: UnpackLimits,
-    /// Unpacked bytes of the layers applied so far.
-    used: u64,
-}
-
-impl Unpacker {
-    /// An unpacker for one image.
-    pub fn new(limits: UnpackLimits) -> Self {
-        Self { limits, used: 0 }
-    }
-
-    /// Applies a layer's (decompressed) tar stream to `builder`, reading the stream to its
-    /// end. The caller wraps this in a builder layer transaction and commits only after the
-    /// layer's digests check out. `confidential`: entry names never reach a log.
-    pub fn apply_layer(
-        &mut self,
-        builder: &mut RootfsBuilder,
-        stream: impl Read,
-        confidential: bool,
-    ) -> Result<LayerStats, UnpackError> {
-        let meter = Rc::new(Meter::default());
-        let mut run = Run {
-            limits: &self.limits,
-            meter: Rc::clone(&meter),
-            budget: self.limits.unpacked_bytes.saturating_sub(self.used),
-            holes: 0,
-            previous: String::new(),
-        };
-        let mut archive = tar::Archive::new(Metered {
-            inner: stream,
-            meter: Rc::clone(&meter),
-        });
-        let mut layer = Layer {
-            builder,
-            touched: HashSet::new(),
-            stats: LayerStats::default(),
-            limits: &self.limits,
-            confidential,
-        };
-        let mut count = 0u64;
-        run.allow_headers();
-        for entry in archive.entries().map_err(|e| run.error(e))? {
-            let mut entry = entry.map_err(|e| run.error(e))?;
-            count += 1;
-            run.entry(&mut layer, &mut entry, count)?;
-        }
-        // Read the end-of-archive blocks and any padding too: the diff_id covers every byte.
-        run.allow_data();
-        let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|e| run.error(e))?;
-        self.used += meter.pos() + run.holes;
-        Ok(layer.stats)
-    }
-}
-
-/// One layer's pass over its tar stream.
-struct Run<'a> {
-    limits: &'a UnpackLimits,
-    meter: Rc<Meter>,
-    /// Unpacked bytes this layer may use.
-    budget: u64,
-    /// Sparse holes so far (bytes an entry yields beyond what the stream holds).
-    holes: u64,
-    /// The last entry's name, for messages.
-    previous: String,
-}
-
-impl Run<'_> {
-    /// Checks and applies one entry, reading all of its data.
-    fn entry<R: Read>(
-        &mut self,
-        layer: &mut Layer<'_>,
-        entry: &mut tar::Entry<'_, R>,
-        count: u64,
-    ) -> Result<(), UnpackError> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = show(&raw);
-        if count > self.limits.entries {
-            return Err(over(
-                &shown,
-                "entries in the layer",
-                count,
-                self.limits.entries,
-            ));
-        }
-        let len = raw.len() as u64;
-        if len > self.limits.path_bytes {
-            return Err(over(&shown, "bytes of name", len, self.limits.path_bytes));
-        }
-        // The size an entry yields (sparse holes included) is checked before it is read.
-        let size = entry.size();
-        let left = self.left();
-        if size > left {
-            return Err(refused(
-                &shown,
-                &format!(
-                    "its size of {size} bytes exceeds the {left} bytes left of the image's unpacked-size limit of {} bytes (unpacked-bytes)",
-                    self.limits.unpacked_bytes
-                ),
-            ));
-        }
-        self.allow_data();
-        let start = self.meter.pos();
-        let applied = layer.entry(entry, &raw, &shown);
-        if self.meter.take_tripped() {
-            return Err(self.unpacked());
-        }
-        applied?;
-        // Data the entry did not use (a directory with a size) still counts.
-        io::copy(entry, &mut io::sink()).map_err(|e| self.error(e))?;
-        self.holes += size.saturating_sub(self.meter.pos() - start);
-        self.previous = shown;
-        self.allow_headers();
-        Ok(())
-    }
-
-    /// Unpacked bytes left for this layer.
-    fn left(&self) -> u64 {
-        self.budget.saturating_sub(self.meter.pos() + self.holes)
-    }
-
-    /// Before the next entry: the parser may read its headers, up to the header limit.
-    fn allow_headers(&self) {
-        let pos = self.meter.pos();
-        // Besides the limit: the previous entry's padding, the header blocks of this entry
-        // and of its extension entry, and that one's padding.
-        let headers = pos.saturating_add(2048 + self.limits.header_bytes);
-        self.meter.allow_until(headers.min(pos + self.left()));
-    }
-
-    /// While an entry's data is read: up to what is left of the budget.
-    fn allow_data(&self) {
-        self.meter.allow_until(self.meter.pos() + self.left());
-    }
-
-    fn unpacked(&self) -> UnpackError {
-        UnpackError::Unpacked {
-            after: self.previous.clone(),
-            limit: self.limits.unpacked_bytes,
-        }
-    }
-
-    /// A parser error: a limit when the meter stopped it, else a malformed stream.
-    fn error(&self, e: io::Error) -> UnpackError {
-        if !self.meter.take_tripped() {
-            return UnpackError::Tar(e);
-        }
-        if self.left() == 0 {
-            return self.unpacked();
-        }
-        UnpackError::Headers {
-            after: self.previous.clone(),
-            limit: self.limits.header_bytes,
-        }
-    }
 }
 
 /// An entry name for messages: lossy UTF-8, cut after 256 characters.
