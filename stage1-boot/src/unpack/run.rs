@@ -176,7 +176,7 @@ mod tests {
     use encc_rootfs::{BuildOptions, DataKey};
 
     fn builder(dir: &std::path::Path) -> RootfsBuilder {
-        let key = DataKey::from_bytes([9u8; 32]);
+        let key = DataKey::from_bytes(&[9u8; 32]);
         let mut b = RootfsBuilder::create(&dir.join("img"), &key, BuildOptions::default()).unwrap();
         b.begin_layer().unwrap();
         b
