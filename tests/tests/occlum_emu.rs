@@ -313,6 +313,39 @@ fn a_failed_pull_leaves_no_partial_sefs_layer() {
         assert!(!stderr.contains("MountRootFS"), "{stderr}");
         assert_eq!(o.store_entries(), Vec::<String>::new(), "{image}: {stderr}");
     }
+
+    // A full disk while init fills the SEFS lower layer: stage 1 writes the protected image
+    // (2.2 MB) to the store, then the layer (2.2 MB of busybox files) beside it; a 3 MiB
+    // store fills up during the fill. Neither the image nor a partial layer may stay.
+    let full = Tmpfs::mount(&o.store(), "size=3m");
+    let image = o.push("busybox", "emu/busybox");
+    let out = o.run(&image, &["@entry-point"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("MountRootFS"), "{stderr}");
+    assert_eq!(o.store_entries(), Vec::<String>::new(), "{stderr}");
+    drop(full);
+}
+
+/// A tmpfs mounted for a test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Self {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "encc-test"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Self(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 #[test]
