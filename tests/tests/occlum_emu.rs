@@ -223,6 +223,13 @@ fn the_host_may_start_only_the_entry_point() {
         );
         assert!(!stdout.contains("root:x:0:0"), "{request:?}: {stdout}");
     }
+    // The entry point itself with the host's own argv: the boot config does not allow
+    // host arguments, so they are refused (not run in place of the image's Cmd).
+    let out = o.run(&image, &["@entry-point", "-c", "cat /etc/passwd"]);
+    let (stdout, stderr) = text(&out);
+    assert!(stderr.contains("MountRootFS: 0"), "{stderr}");
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("root:x:0:0"), "{stdout}");
 }
 
 #[test]
