@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use encc_init::config::BootConfig;
-use encc_init::config_args::BootConfigArgs;
+use encc_interface::config::BootConfig;
+use encc_interface::config_args::BootConfigArgs;
+use encc_interface::names::{BOOT_CONFIG_FILE, IMAGE_ENV};
 use encc_pal::{Pal, PalError};
 use signal_hook::consts::signal::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -84,7 +85,7 @@ fn instance(args: &RunArgs) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
         .prefix("encc-instance-")
         .tempdir()
         .context("cannot create an instance directory")?;
-    let boot = temp.path().join("boot.json");
+    let boot = temp.path().join(BOOT_CONFIG_FILE);
     match &args.boot_config {
         Some(file) => {
             BootConfig::load(file)?;
@@ -114,7 +115,7 @@ fn run(args: &RunArgs) -> Result<u8> {
     let pal = Arc::new(Pal::load(&pal_path)?);
     pal.version()?;
     // The image reference reaches the enclave as untrusted host env, as with Occlum.
-    std::env::set_var("ENCC_IMAGE", &args.reference);
+    std::env::set_var(IMAGE_ENV, &args.reference);
     pal.init(&instance, Some(&args.config.log_level))
         .with_context(|| format!("enclave init for {} failed", args.reference))?;
     let result = run_initialised(&pal, args);
@@ -136,7 +137,7 @@ fn run_initialised(pal: &Arc<Pal>, args: &RunArgs) -> Result<u8> {
     let mut argv = vec![path.clone()];
     argv.extend(args.args.iter().cloned());
     let env: Vec<String> = std::env::vars()
-        .filter(|(k, _)| k != "ENCC_IMAGE")
+        .filter(|(k, _)| k != IMAGE_ENV)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;

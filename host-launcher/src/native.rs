@@ -1,5 +1,5 @@
 //! The native PAL: Occlum's PAL semantics implemented by a simulated enclave of the native
-//! platform ([`encc_init::host::Enclave`]). `init` runs stage 1 to completion; only the
+//! platform ([`encc_interface::host::Enclave`]). `init` runs stage 1 to completion; only the
 //! entry program recorded by stage 1 may be started; argv and env are untrusted and
 //! filtered inside the enclave by the boot config.
 //!
@@ -9,12 +9,12 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use encc_init::host::{Enclave, EnclaveError, Ready};
+use encc_interface::host::{Enclave, EnclaveError, Ready};
 
 /// The enclave binary, looked up beside the library unless this variable names it.
 pub const INIT_ENV: &str = "ENCC_INIT";
 /// Where `occlum_pal_init` takes the image reference from (untrusted host env).
-pub const IMAGE_ENV: &str = "ENCC_IMAGE";
+pub use encc_interface::names::IMAGE_ENV;
 
 struct State {
     enclave: Arc<Enclave>,

@@ -14,12 +14,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::launch::{compose, entry_program, LaunchRequest};
-use crate::protocol::{self, ChannelError, Reply, Request};
 use crate::stage1;
 use crate::stage2::{open_pulled, Running};
+use encc_interface::protocol::{self, ChannelError, Reply, Request};
 
-/// The environment variable naming the control fd of an enclave process.
-pub const CONTROL_FD_ENV: &str = "ENCC_ENCLAVE_FD";
+pub use encc_interface::names::CONTROL_FD_ENV;
 
 /// The line the native platform prints when an enclave starts.
 pub const SIMULATION_NOTICE: &str = "encc: native platform: simulated enclave (namespaces only; no SGX, no memory encryption, sample attestation)";
@@ -34,7 +33,7 @@ pub enum Requests {
     PalAndDebugOpen,
 }
 
-/// When the current process was started as an enclave (by [`crate::host::Enclave`]), runs
+/// When the current process was started as an enclave (by [`encc_interface::host::Enclave`]), runs
 /// PID 1 and exits; otherwise returns. Call first thing in `main`.
 pub fn run_if_requested(accepted: Requests) {
     let Some(fd) = std::env::var_os(CONTROL_FD_ENV) else {

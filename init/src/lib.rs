@@ -1,14 +1,16 @@
 //! encc's in-enclave init on the native platform, as a library shared by the `init`
 //! binary, `encc rootfs run` and the native PAL library.
 //!
-//! - [`config`]: the trusted boot config ([`config_args`]: the flags that compose one);
+//! - [`config`]: the trusted boot config;
 //! - [`launch`]: image config + boot config + untrusted launch request → the process;
-//! - [`host`]: the host side, starting an enclave and driving it with the PAL calls;
 //! - [`enclave`]: the enclave's PID 1 (requests, reaping, signal forwarding, teardown);
 //! - [`stage1`]: boot config → stage 1 (pull or reuse of a sealed image); `stage2`: the root;
 //! - [`run`]: running one container to its end with signals forwarded;
 //! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
 //! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
+//!
+//! What the host side shares with init (the boot-config schema, the control-channel
+//! protocol, the host-side handle of an enclave) is the `encc_interface` crate.
 //!
 //! The native platform simulates the enclave lifecycle with namespaces; it has no memory
 //! encryption and no hardware attestation, and says so when an enclave starts.
@@ -16,12 +18,9 @@
 #![deny(unsafe_code)]
 
 pub mod config;
-pub mod config_args;
 pub mod enclave;
-pub mod host;
 pub mod launch;
 pub mod occlum;
-mod protocol;
 pub mod run;
 pub mod seal;
 pub mod stage1;

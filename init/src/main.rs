@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use encc_init::host::Enclave;
 use encc_init::run::{run_in_own_enclave, RunError, LAUNCH_FAILED};
+use encc_interface::host::Enclave;
 
 /// encc in-enclave init (native platform).
 #[derive(Parser)]

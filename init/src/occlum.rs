@@ -26,10 +26,10 @@ use crate::launch::entry_program;
 use crate::stage1::stage1_config;
 use crate::stage2::image_run_config;
 
-/// The boot config's place in the initfs.
-pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";
 /// Where the host names the image.
-pub const IMAGE_ENV: &str = "ENCC_IMAGE";
+pub use encc_interface::names::IMAGE_ENV;
+/// The boot config's place in the initfs.
+pub use encc_interface::names::INITFS_BOOT_CONFIG_PATH as BOOT_CONFIG_PATH;
 /// Where init mounts the SEFS lower layer to fill it.
 const STAGING: &str = "/encc-lower";
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
 use signal_hook::iterator::Signals;
 
-use crate::host::{Enclave, EnclaveError, Ready};
+use encc_interface::host::{Enclave, EnclaveError, Ready};
 
 /// Signals forwarded to the container process.
 pub const FORWARDED: [i32; 7] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH];

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 pub use occlum_json::MIB;
 
 /// Where the boot config lives in the initfs.
-pub const BOOT_CONFIG_PATH: &str = "/etc/encc/boot.json";
+pub use encc_interface::names::INITFS_BOOT_CONFIG_PATH as BOOT_CONFIG_PATH;
 /// Where `init` lives in the initfs (Occlum starts `/bin/init`).
 pub const INIT_PATH: &str = "/bin/init";
 /// Where the CA bundle lives in the initfs.

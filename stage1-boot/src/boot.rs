@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use encc_rootfs::DataKey;
 
+use crate::jwe::{KeyError, PrivateKey};
 use crate::kbs::{KbsClient, KbsConfig, KbsError, ResourceUri};
 use crate::lookaside::{LookasideError, RegistriesD};
-use crate::ocicrypt::keys::{KeyError, PrivateKey};
 use crate::policy::{Policy, PolicyError};
 use crate::pull::{self, PullError, PullOptions, PullSummary, ResolvedImage};
 use crate::reference::ImageRef;
@@ -39,14 +39,7 @@ pub enum PolicySource {
 }
 
 /// Where the policy file is looked for when none is named, most specific first.
-pub fn default_policy_paths() -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    if let Some(home) = std::env::var_os("HOME") {
-        paths.push(Path::new(&home).join(".config/containers/policy.json"));
-    }
-    paths.push(PathBuf::from("/etc/containers/policy.json"));
-    paths
-}
+pub use encc_interface::names::default_policy_paths;
 
 /// What stage 1 needs besides the image reference.
 #[derive(Clone)]
@@ -70,7 +63,7 @@ impl Default for Stage1Config {
     fn default() -> Self {
         Self {
             policy: PolicySource::Default,
-            registries_d: PathBuf::from("/etc/containers/registries.d"),
+            registries_d: PathBuf::from(encc_interface::names::DEFAULT_REGISTRIES_D),
             decryption_keys: Vec::new(),
             kbs: None,
             pull: PullOptions::default(),

@@ -2,7 +2,6 @@
 //! policy files, signature keys, auth files, private keys. URIs go to the configured Key
 //! Broker Service (attesting on first use); everything else is a local file.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -47,11 +46,6 @@ impl Resources {
         Self { kbs }
     }
 
-    /// The KBS client, if one is configured.
-    pub fn kbs(&self) -> Option<&Arc<KbsClient>> {
-        self.kbs.as_ref()
-    }
-
     /// Whether `name` is a KBS resource URI rather than a path.
     pub fn is_kbs(name: &str) -> bool {
         ResourceUri::is_kbs(name)
@@ -73,11 +67,6 @@ impl Resources {
         })?;
         Ok(kbs.resource(&uri)?)
     }
-
-    /// [`Resources::read`] for a path given as `Path` (a `kbs:///` URI survives as one).
-    pub fn read_path(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, ResourceError> {
-        self.read(&path.to_string_lossy())
-    }
 }
 
 #[cfg(test)]
@@ -90,7 +79,7 @@ mod tests {
         let file = dir.path().join("k");
         std::fs::write(&file, b"key").unwrap();
         let resources = Resources::default();
-        assert_eq!(&*resources.read_path(&file).unwrap(), b"key");
+        assert_eq!(&*resources.read(&file.to_string_lossy()).unwrap(), b"key");
         let err = resources.read("/nonexistent/k").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/k"), "{err}");
         let err = resources.read("kbs:///default/key/one").unwrap_err();

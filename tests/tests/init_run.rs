@@ -477,11 +477,11 @@ fn init_accepts_only_the_pal_calls() {
     let Some(e) = env() else { return };
     // `open` (serve a pulled image with a host-given key, skipping stage 1 and the policy)
     // is for `encc rootfs run`; the `init` binary refuses it.
-    let enclave = encc_init::host::Enclave::spawn(&bin("init")).unwrap();
+    let enclave = encc_interface::host::Enclave::spawn(&bin("init")).unwrap();
     let key = encc_rootfs::DataKey::generate().unwrap();
     let config = encc_init::config::BootConfig::debugging(e.store());
     let err = enclave
-        .open(&e.dir.path().join("any.img"), &key, &config)
+        .open(&e.dir.path().join("any.img"), key.as_bytes(), &config)
         .unwrap_err();
     assert_eq!(err.errno(), libc::EPERM, "{err}");
     assert!(err.to_string().contains("only the PAL calls"), "{err}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use encc_init::config::BootConfig;
-use encc_init::config_args::BootConfigArgs;
+use encc_interface::config_args::BootConfigArgs;
 
 // Init's flags are many; the enum lives once per process, so its size does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -53,7 +53,7 @@ pub enum ImageCommand {
         #[arg(
             long = "registries.d",
             value_name = "DIR",
-            default_value = "/etc/containers/registries.d"
+            default_value = encc_interface::names::DEFAULT_REGISTRIES_D
         )]
         registries_d: PathBuf,
         /// Print a JSON object instead of text.

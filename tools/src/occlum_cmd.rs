@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use encc_init::config::BootConfig;
+// The variable the host names the image in (Occlum's `env.untrusted` must pass it).
+use encc_interface::names::IMAGE_ENV;
 use encc_occlum_templates::{
     render, RenderInput, DEFAULT_MAX_THREADS, DEFAULT_USER_SPACE_SIZE, MIB,
 };
 
-/// The variable the host names the image in (Occlum's `env.untrusted` must pass it).
-const IMAGE_ENV: &str = "ENCC_IMAGE";
 /// CA bundle copied into the initfs when the host has one.
 const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 

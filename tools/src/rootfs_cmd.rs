@@ -275,8 +275,8 @@ fn run_container(args: &RunArgs) -> Result<u8> {
         ..encc_init::config::BootConfig::debugging(store)
     };
     config.validate("encc rootfs run")?;
-    let open = |enclave: &encc_init::host::Enclave| {
-        let ready = enclave.open(&image, &key, &config)?;
+    let open = |enclave: &encc_interface::host::Enclave| {
+        let ready = enclave.open(&image, key.as_bytes(), &config)?;
         log::info!("rootfs measurement {}", ready.root_hash);
         Ok(ready)
     };

@@ -176,7 +176,7 @@ pub unsafe extern "C" fn occlum_pal_init(attr: *const occlum_pal_attr_t) -> c_in
             libc::EINVAL
         })?;
         let args = InitArgs {
-            boot_config: Path::new(&dir).join("boot.json"),
+            boot_config: Path::new(&dir).join(encc_interface::names::BOOT_CONFIG_FILE),
             image,
             log_level,
         };

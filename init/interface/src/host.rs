@@ -1,6 +1,7 @@
 //! The host side of a native enclave: starts an enclave process (PID 1 of fresh mount, pid,
 //! ipc and uts namespaces) and drives it with the PAL calls over the control channel. Used
-//! by the `init` binary, `encc rootfs run` and the native PAL library.
+//! by the `init` binary, `encc rootfs run` and the native PAL library (which links none of
+//! the enclave's code: the enclave is another program, started here).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::config::BootConfig;
-use crate::enclave::CONTROL_FD_ENV;
+use crate::names::CONTROL_FD_ENV;
 use crate::protocol::{self, ChannelError, KeyHex, Reply, Request};
 
 /// What `init`/`open` reports.
@@ -106,7 +107,7 @@ pub struct Enclave {
 }
 
 impl Enclave {
-    /// Starts `exe` (a binary that calls [`crate::enclave::run_if_requested`] first) as
+    /// Starts `exe` (a binary that calls `encc_init::enclave::run_if_requested` first) as
     /// the enclave's PID 1. Its stderr is this process's stderr (the enclave's log).
     pub fn spawn(exe: &Path) -> Result<Self, EnclaveError> {
         let spawn_err = |source| EnclaveError::Spawn {
@@ -184,17 +185,18 @@ impl Enclave {
         Self::expect_ready(reply)
     }
 
-    /// Debugging: serve an already pulled image instead of running stage 1.
+    /// Debugging: serve an already pulled image under its data key (raw bytes) instead of
+    /// running stage 1.
     pub fn open(
         &self,
         image: &Path,
-        key: &encc_rootfs::DataKey,
+        key: &[u8],
         config: &BootConfig,
     ) -> Result<Ready, EnclaveError> {
         let reply = self.call(
             &Request::Open {
                 image_path: image.to_owned(),
-                key_hex: KeyHex(hex::encode(key.as_bytes())),
+                key_hex: KeyHex(hex::encode(key)),
                 config: Box::new(config.clone()),
             },
             &[],

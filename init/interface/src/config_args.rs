@@ -24,7 +24,7 @@ pub struct BootConfigArgs {
     #[arg(
         long = "registries.d",
         value_name = "DIR",
-        default_value = "/etc/containers/registries.d"
+        default_value = crate::names::DEFAULT_REGISTRIES_D
     )]
     pub registries_d: PathBuf,
     /// Private key for encrypted layers (file or kbs:///…); repeatable.
@@ -67,7 +67,7 @@ impl BootConfigArgs {
         let policy = self.policy.clone().or_else(|| {
             (!self.insecure_policy)
                 .then(|| {
-                    encc_stage1::boot::default_policy_paths()
+                    crate::names::default_policy_paths()
                         .into_iter()
                         .find(|p| p.is_file())
                         .map(|p| p.display().to_string())

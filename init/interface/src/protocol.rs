@@ -1,4 +1,4 @@
-//! The control channel between the host side and the native enclave's PID 1: one JSON
+//! The control channel between the host side and a native enclave's PID 1: one JSON
 //! message per `SOCK_SEQPACKET` packet, stdio fds attached with `SCM_RIGHTS`. It carries the
 //! PAL calls (init, create_process, kill, destroy) and the enclave's answers.
 
