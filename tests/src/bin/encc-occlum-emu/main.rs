@@ -24,6 +24,9 @@
 //! (an SEFS here is a plain host directory), the LibOS's own file systems, DCAP quotes
 //! (use the `sample` attester), and Occlum's process model beyond the syscall table (the
 //! app stage runs Linux binaries; only the credential calls Occlum lacks answer ENOSYS).
+//! Two more differences: init's own root stays the initfs after MountRootFS (in Occlum
+//! the swap applies to init too; encc's init exits right after it), and numbers outside
+//! Occlum's table answer ENOSYS instead of Occlum's EINVAL (see filter.rs).
 
 #![deny(unsafe_code)]
 
