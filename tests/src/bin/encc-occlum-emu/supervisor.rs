@@ -265,3 +265,46 @@ pub fn bind_at(source: &Path, at: &OwnedFd) -> Result<(), Errno> {
         None::<&str>,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emu(instance: &Path) -> Emu {
+        let json = r#"{"entry_points": ["/bin"], "env": {}, "mount": []}"#;
+        Emu {
+            instance: instance.to_owned(),
+            json: serde_json::from_str(json).unwrap(),
+            work: instance.join("work"),
+            host_files: Vec::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    #[test]
+    fn an_sefs_layer_opens_only_under_the_key_it_was_written_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = emu(dir.path());
+        std::fs::create_dir(dir.path().join("lower")).unwrap();
+        let (k1, k2) = ([1u8; 16], [2u8; 16]);
+        // Relative host paths start at the instance directory.
+        let opened = emu.open_sefs(Path::new("lower"), Some(&k1)).unwrap();
+        std::fs::write(opened.join("file"), b"x").unwrap();
+        assert!(emu.open_sefs(Path::new("lower"), Some(&k1)).is_ok());
+        assert_eq!(
+            emu.open_sefs(Path::new("lower"), Some(&k2)),
+            Err(Errno::EIO)
+        );
+        assert_eq!(emu.open_sefs(Path::new("lower"), None), Err(Errno::EIO));
+        // SgxStorage never creates its directory.
+        assert_eq!(
+            emu.open_sefs(Path::new("missing"), None),
+            Err(Errno::ENOENT)
+        );
+        // Files no SEFS wrote (the host planted them) do not authenticate.
+        let planted = dir.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::write(planted.join("bin"), b"x").unwrap();
+        assert_eq!(emu.open_sefs(&planted, Some(&k1)), Err(Errno::EIO));
+    }
+}
