@@ -61,9 +61,6 @@ pub fn mount_rootfs(
         ptr => read_config(emu, caller, ptr)?,
     };
     valid()?;
-    if emu.lock().swapped.is_some() {
-        return Err(Errno::EPERM); // "rootfs cannot be mounted more than once"
-    }
     // "the root UnionFS is not valid" / "the image SEFS in layers is not valid"
     let (image, container) = emu.json.root_layers().ok_or(Errno::ENOENT)?;
     let lower = request.lower.unwrap_or(image);
@@ -80,6 +77,10 @@ pub fn mount_rootfs(
             .ok_or(Errno::ENOENT)?; // "the HostFS is not valid"
         hostfs.source = Some(source);
         hostfs.target = target;
+    }
+    // fs_ops::do_mount_rootfs, after ConfigApp::from_user.
+    if emu.lock().swapped.is_some() {
+        return Err(Errno::EPERM); // "rootfs cannot be mounted more than once"
     }
     log(format!(
         "MountRootFS lower={} upper={} entry_point={}",
