@@ -97,7 +97,7 @@ fn busybox_runs_with_the_image_user_workdir_env_and_hostname() {
     assert!(lines.contains(&"enclave-test"), "{stdout}");
     assert!(lines.contains(&"image-file-marker-5c1e"), "{stdout}");
     assert!(lines.contains(&"proc1-ok"), "{stdout}");
-    // PID 1 of the container's pid namespace is encc's init, not the host's.
+    // PID 1 of the container's pid namespace is its reaper, not the host's init.
     assert!(stdout.contains("127.0.1.1\tenclave-test"), "{stdout}");
 }
 
@@ -262,8 +262,8 @@ fn container_writes_stay_in_enclave_memory() {
          echo {marker} >> /data/marker.txt 2>/dev/null; echo ready; exec sleep 1000"
     );
     let (mut child, _out) = start_ready(&e, &config, &script);
-    // While the container runs, the store holds only the encrypted image (and an empty
-    // staging directory): no container write and no image file content in the clear.
+    // While the container runs, the store holds only the encrypted image: no container
+    // write and no image file content in the clear.
     let mut scanned = 0;
     for entry in walk(&e.store()) {
         let bytes = std::fs::read(&entry).unwrap_or_default();
