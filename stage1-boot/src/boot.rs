@@ -187,6 +187,8 @@ impl Stage1 {
             );
         }
         let mut pull = config.pull.clone();
+        // A registry read waits no longer than a download may make no progress.
+        pull.registry.timeout = pull.registry.timeout.min(pull.stall_timeout);
         pull.decryption_keys = Arc::new(keys);
         pull.kbs = kbs;
         if let Some(authfile) = &pull.registry.authfile {
