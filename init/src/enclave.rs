@@ -208,7 +208,7 @@ impl Pid1 {
         match result {
             Ok(running) => {
                 let reply = Reply::Ready {
-                    root_hash: running.root_hash.clone(),
+                    root_hash: running.root_hash,
                     entry_program: entry_program(&running.image).unwrap_or_default().to_owned(),
                 };
                 self.running = Some(running);

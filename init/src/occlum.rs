@@ -62,7 +62,7 @@ pub fn run() -> Result<()> {
 
     let key = DataKey::generate()?;
     let pulled = store.join("encc-rootfs.img");
-    let summary = Stage1::prepare(&stage1_config(&config)?)?.pull(&image, &pulled, &key)?;
+    let summary = Stage1::prepare(&stage1_config(&config))?.pull(&image, &pulled, &key)?;
     log::info!("rootfs measurement {} for {image}", summary.root_hash);
     let reader = RootfsReader::open(&pulled, &key)?;
     let run = image_run_config(&reader)?;

@@ -3,46 +3,35 @@
 //! image a sealing key kept), and hand the result to stage 2.
 
 use std::os::unix::fs::DirBuilderExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use encc_rootfs::{DataKey, RootfsReader};
-use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
-use encc_stage1::kbs::{KbsConfig, ResourceUri};
+use encc_stage1::kbs::KbsConfig;
 use encc_stage1::pull::PullOptions;
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
 
-use crate::config::BootConfig;
+use crate::config::{BootConfig, PolicyRef};
 use crate::seal::{open_seal, write_seal, SealedPaths};
 use crate::stage2::{prepare, Running};
 
-/// The stage 1 settings a boot config implies.
-pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
+/// The stage 1 settings a boot config implies (its values are typed since it was loaded).
+pub fn stage1_config(config: &BootConfig) -> Stage1Config {
     let policy = match &config.policy {
-        Some(uri) if ResourceUri::is_kbs(uri) => PolicySource::Kbs(
-            uri.parse()
-                .with_context(|| format!("boot config policy {uri:?}"))?,
-        ),
-        Some(path) => PolicySource::File(PathBuf::from(path)),
-        None => PolicySource::InsecureAcceptAnything,
+        PolicyRef::File(path) => PolicySource::File(path.clone()),
+        PolicyRef::Kbs(uri) => PolicySource::Kbs(uri.clone()),
+        PolicyRef::Insecure => PolicySource::InsecureAcceptAnything,
     };
-    let kbs = match &config.kbs {
-        Some(kbs) => Some(KbsConfig {
-            attester: kbs
-                .attester
-                .parse::<AttesterKind>()
-                .with_context(|| format!("boot config kbs.attester {:?}", kbs.attester))?,
+    Stage1Config {
+        policy,
+        kbs: config.kbs.as_ref().map(|kbs| KbsConfig {
+            attester: kbs.attester,
             ..KbsConfig::new(kbs.url.clone())
         }),
-        None => None,
-    };
-    Ok(Stage1Config {
-        policy,
-        kbs,
         registries_d: config.registries_d.clone(),
-        decryption_keys: config.decryption_keys.iter().map(PathBuf::from).collect(),
+        decryption_keys: config.decryption_keys.clone(),
         pull: PullOptions {
             registry: RegistryOptions {
                 insecure_registries: config.insecure_registries.clone(),
@@ -50,15 +39,13 @@ pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
             },
             ..PullOptions::default()
         },
-    })
+    }
 }
 
 /// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
 pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
     let loaded = BootConfig::load(boot_config)?;
-    if let Ok(level) = loaded.config.log_level.parse::<log::LevelFilter>() {
-        log::set_max_level(level);
-    }
+    log::set_max_level(loaded.config.log_level);
     log::info!(
         "boot config {} sha256:{} (simulated measurement)",
         boot_config.display(),
@@ -74,7 +61,7 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         .create(&config.store)
         .with_context(|| format!("cannot create the store {}", config.store.display()))?;
 
-    let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
+    let stage1 = Stage1::prepare(&stage1_config(&config))?;
     let resolved = stage1.resolve(&reference)?;
     let manifest = resolved.image.manifest_digest.to_string();
     let sealing = match &config.seal_key_file {
