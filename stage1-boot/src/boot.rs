@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use encc_rootfs::DataKey;
 
+use crate::jwe::{KeyError, PrivateKey};
 use crate::kbs::{KbsClient, KbsConfig, KbsError, ResourceUri};
 use crate::lookaside::{LookasideError, RegistriesD};
-use crate::ocicrypt::keys::{KeyError, PrivateKey};
 use crate::policy::{Policy, PolicyError};
 use crate::pull::{self, PullError, PullOptions, PullSummary, ResolvedImage};
 use crate::reference::ImageRef;

@@ -6,9 +6,14 @@
 //! - [`source`]: registries (distribution v2 API) and OCI layouts;
 //! - [`boot`]: all of stage 1 behind one call (policy, keys, source, pull);
 //! - [`pull`]: resolve, verify and unpack an image into a protected rootfs, layer by layer
-//!   ([`layer`] fetches and decompresses, [`unpack`] applies tar entries and whiteouts);
+//!   ([`layer`] fetches and decompresses, `unpack` applies tar entries and whiteouts);
+//! - [`policy`]: `policy.json`, checked with `gpg`, `cosign` and `lookaside` signatures;
+//! - [`ocicrypt`]: layer keys and decryption; [`jwe`]: JWE decryption and the private keys
+//!   that open it (for `ocicrypt` and for the KBS's responses);
 //! - [`kbs`] and [`attester`]: keys and policy from a Key Broker Service after attestation;
-//!   [`resources`] reads anything named by a path or a `kbs:///` URI.
+//!   `resources` reads anything named by a path or a `kbs:///` URI.
+//!
+//! Modules that nothing outside this crate uses are private.
 //!
 //! `unsafe` is denied everywhere except `attester::sys` (Occlum's SGX ioctls).
 
@@ -16,20 +21,21 @@
 
 pub mod attester;
 pub mod boot;
-pub mod cosign;
+mod cosign;
 pub mod digest;
-pub mod gpg;
+mod gpg;
+pub mod jwe;
 pub mod kbs;
 pub mod layer;
-pub mod lookaside;
+mod lookaside;
 pub mod manifest;
 pub mod ocicrypt;
 pub mod policy;
-pub mod prefetch;
+mod prefetch;
 pub mod pull;
 pub mod reference;
-pub mod resources;
+mod resources;
 pub mod source;
-pub mod spool;
-pub mod unpack;
-pub mod verify;
+mod spool;
+mod unpack;
+mod verify;

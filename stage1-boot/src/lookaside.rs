@@ -31,8 +31,6 @@ pub struct RegistriesD {
 struct Entry {
     lookaside: Option<String>,
     sigstore: Option<String>,
-    #[serde(default)]
-    use_sigstore_attachments: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,13 +131,6 @@ impl RegistriesD {
         let e = self.entry_for(image)?;
         e.lookaside.as_deref().or(e.sigstore.as_deref())
     }
-
-    /// Whether cosign signatures are to be looked up as registry attachments.
-    pub fn use_sigstore_attachments(&self, image: &DockerRef) -> bool {
-        self.entry_for(image)
-            .and_then(|e| e.use_sigstore_attachments)
-            .unwrap_or(false)
-    }
 }
 
 /// The signatures of `image` at `digest` in the lookaside store at `base`, in order.
@@ -239,7 +230,6 @@ mod tests {
             r.lookaside_for(&docker("reg.io/team/app:1")),
             Some("file:///team")
         );
-        assert!(r.use_sigstore_attachments(&docker("reg.io/team/app:1")));
         assert_eq!(
             r.lookaside_for(&docker("reg.io/other")),
             Some("https://sigs.example/base/")

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use encc_rootfs::{BuildError, BuildOptions, DataKey, RootHash, RootfsBuilder};
 
 use crate::digest::Digest;
+use crate::jwe::PrivateKey;
 use crate::kbs::KbsClient;
 use crate::layer::{self, FetchError, Progress};
 use crate::manifest::{
@@ -16,7 +17,6 @@ use crate::manifest::{
 };
 use crate::ocicrypt::blockcipher::{layer_key, LayerKeyError};
 use crate::ocicrypt::keyprovider::{KekSource, PROVIDER_ATTESTATION_AGENT};
-use crate::ocicrypt::keys::PrivateKey;
 use crate::prefetch::Prefetch;
 use crate::source::{read_document, RegistryOptions, Source, SourceError};
 use crate::unpack::{self, LayerStats, UnpackError};

@@ -49,11 +49,6 @@ impl Resources {
         Self { kbs }
     }
 
-    /// The KBS client, if one is configured.
-    pub fn kbs(&self) -> Option<&Arc<KbsClient>> {
-        self.kbs.as_ref()
-    }
-
     /// The contents of the file or KBS resource at `location`.
     pub fn read(&self, location: &Location) -> Result<Zeroizing<Vec<u8>>, ResourceError> {
         match location {

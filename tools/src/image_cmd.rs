@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use encc_interface::resource::Location;
 use encc_rootfs::DataKey;
 use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
@@ -15,7 +16,6 @@ use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
 use encc_stage1::pull::{self, PullOptions};
 use encc_stage1::reference::ImageRef;
-use encc_stage1::resources::Location;
 use encc_stage1::source::{self, RegistryOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;

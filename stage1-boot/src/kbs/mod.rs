@@ -11,8 +11,8 @@
 //! A 401 on a resource means the session ended: the client attests again, once.
 
 mod client;
-pub mod jcs;
-pub mod protocol;
+mod jcs;
+mod protocol;
 mod tee_key;
 
 pub use client::{KbsClient, KbsConfig};
@@ -21,7 +21,7 @@ pub use tee_key::TeeKey;
 pub use encc_interface::resource::{ResourceUri, UriError, SCHEME};
 
 use crate::attester::AttesterError;
-use crate::ocicrypt::jwe::JweError;
+use crate::jwe::JweError;
 
 /// Errors of the KBS client. Each names the URL or the resource.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,7 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::ocicrypt::jwe::{self, JweError};
-use crate::ocicrypt::keys::PrivateKey;
+use crate::jwe::{self, JweError, PrivateKey};
 
 /// The key agreement the KBS is asked to use (the JWK's `alg`).
 pub const KEY_ALGORITHM: &str = "ECDH-ES+A256KW";

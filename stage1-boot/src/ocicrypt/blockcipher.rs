@@ -23,12 +23,11 @@ use serde::Deserialize;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::jwe;
 use super::keyprovider::{
     AnnotationPacket, KekSource, KeyProviderError, PROVIDER_ATTESTATION_AGENT,
 };
-use super::keys::PrivateKey;
 use crate::digest::Digest;
+use crate::jwe::{self, PrivateKey};
 use crate::kbs::KbsError;
 
 /// Annotation holding the JWE-wrapped private options.

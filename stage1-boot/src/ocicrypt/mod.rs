@@ -1,7 +1,6 @@
 //! ocicrypt (OCI image encryption): unwrapping layer keys from JWE annotations with private
-//! keys, or from Confidential Containers' key provider annotation with a KEK from a KBS.
+//! keys ([`crate::jwe`]), or from Confidential Containers' key provider annotation with a KEK
+//! from a KBS, and decrypting the layers.
 
-pub mod blockcipher;
-pub mod jwe;
+pub(crate) mod blockcipher;
 pub mod keyprovider;
-pub mod keys;

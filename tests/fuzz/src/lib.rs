@@ -138,7 +138,7 @@ SIpw5uW3JSgXAajmGVLthhMxbsgQTjk4cGwD/62/pyY2iizqh5c3KI8J
 /// Parses `data` as an ocicrypt JWE (general or flattened) and as a KBS response; both
 /// must fail cleanly on anything they cannot open.
 pub fn jwe(data: &[u8]) {
-    use encc_stage1::ocicrypt::{jwe, keys::PrivateKey};
+    use encc_stage1::jwe::{self, PrivateKey};
     static KEY: std::sync::OnceLock<Option<PrivateKey>> = std::sync::OnceLock::new();
     let Some(key) = KEY.get_or_init(|| PrivateKey::from_bytes(FUZZ_EC_KEY).ok()) else {
         return;
