@@ -18,10 +18,9 @@ use encc_rootfs::occlum::{
 };
 use encc_rootfs::{host_tree, DataKey, RootfsReader};
 use encc_stage1::boot::Stage1;
-use encc_stage1::reference::ImageRef;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::config::BootConfig;
+use crate::config::{host_reference, BootConfig};
 use crate::launch::entry_program;
 use crate::stage1::stage1_config;
 use crate::stage2::image_run_config;
@@ -43,9 +42,10 @@ pub fn run() -> Result<()> {
     let loaded = BootConfig::load(Path::new(BOOT_CONFIG_PATH))?;
     log::info!("boot config {BOOT_CONFIG_PATH} sha256:{}", loaded.sha256);
     let config = loaded.config;
-    let image: ImageRef = std::env::var(IMAGE_ENV)
-        .with_context(|| format!("{IMAGE_ENV} must name the image"))?
-        .parse()?;
+    let image = host_reference(
+        &config,
+        &std::env::var(IMAGE_ENV).with_context(|| format!("{IMAGE_ENV} must name the image"))?,
+    )?;
 
     let store = config.store.clone();
     std::fs::create_dir_all(&store)
@@ -62,7 +62,7 @@ pub fn run() -> Result<()> {
 
     let key = DataKey::generate()?;
     let pulled = store.join("encc-rootfs.img");
-    let summary = Stage1::prepare(&stage1_config(&config))?.pull(&image, &pulled, &key)?;
+    let summary = Stage1::prepare(&stage1_config(&config, true)?)?.pull(&image, &pulled, &key)?;
     log::info!("rootfs measurement {} for {image}", summary.root_hash);
     let reader = RootfsReader::open(&pulled, &key)?;
     let run = image_run_config(&reader)?;

@@ -10,21 +10,29 @@ use encc_rootfs::{DataKey, RootfsReader};
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::kbs::KbsConfig;
 use encc_stage1::pull::PullOptions;
-use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
 
-use crate::config::{BootConfig, PolicyRef};
+use crate::config::{host_owns_loopback, host_reference, BootConfig, PlainKbsError, PolicyRef};
 use crate::seal::{open_seal, write_seal, SealedPaths};
 use crate::stage2::{prepare, Running};
 
 /// The stage 1 settings a boot config implies (its values are typed since it was loaded).
-pub fn stage1_config(config: &BootConfig) -> Stage1Config {
+/// `on_occlum`: the platform is Occlum, where loopback is the host.
+pub fn stage1_config(config: &BootConfig, on_occlum: bool) -> Result<Stage1Config, PlainKbsError> {
     let policy = match &config.policy {
         PolicyRef::File(path) => PolicySource::File(path.clone()),
         PolicyRef::Kbs(uri) => PolicySource::Kbs(uri.clone()),
         PolicyRef::Insecure => PolicySource::InsecureAcceptAnything,
     };
-    Stage1Config {
+    let untrusted_loopback = host_owns_loopback(config, on_occlum);
+    if let Some(kbs) = config.kbs.as_ref() {
+        if untrusted_loopback && !kbs.url.starts_with("https://") {
+            return Err(PlainKbsError {
+                url: kbs.url.clone(),
+            });
+        }
+    }
+    Ok(Stage1Config {
         policy,
         kbs: config.kbs.as_ref().map(|kbs| KbsConfig {
             attester: kbs.attester,
@@ -35,11 +43,12 @@ pub fn stage1_config(config: &BootConfig) -> Stage1Config {
         pull: PullOptions {
             registry: RegistryOptions {
                 insecure_registries: config.insecure_registries.clone(),
+                trust_loopback: !untrusted_loopback,
                 ..RegistryOptions::default()
             },
             ..PullOptions::default()
         },
-    }
+    })
 }
 
 /// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
@@ -52,16 +61,14 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         loaded.sha256
     );
     let config = loaded.config;
-    let reference: ImageRef = image
-        .parse()
-        .with_context(|| format!("image reference {image:?} from the host"))?;
+    let reference = host_reference(&config, image)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&config.store)
         .with_context(|| format!("cannot create the store {}", config.store.display()))?;
 
-    let stage1 = Stage1::prepare(&stage1_config(&config))?;
+    let stage1 = Stage1::prepare(&stage1_config(&config, crate::occlum::is_selected())?)?;
     let resolved = stage1.resolve(&reference)?;
     let manifest = resolved.image.manifest_digest.to_string();
     let sealing = match &config.seal_key_file {

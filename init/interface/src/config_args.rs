@@ -44,6 +44,9 @@ pub struct BootConfigArgs {
     /// Let host arguments replace the image's Cmd.
     #[arg(long = "allow-host-args")]
     pub allow_host_args: bool,
+    /// Let the host name an oci: layout (a directory on host storage) as the image.
+    #[arg(long = "allow-local-layouts")]
+    pub allow_local_layouts: bool,
     /// Host environment variables that may pass into the container.
     #[arg(long = "env-allowlist", value_name = "NAME,…", value_delimiter = ',')]
     pub env_allowlist: Vec<String>,
@@ -99,6 +102,7 @@ impl BootConfigArgs {
             decryption_keys: self.decryption_keys.clone(),
             insecure_registries: self.insecure_registries.clone(),
             allow_host_args: self.allow_host_args,
+            allow_local_layouts: self.allow_local_layouts,
             env_allowlist: self.env_allowlist.clone(),
             env: self.env.clone(),
             tmpfs_size: self.tmpfs_size_mib << 20,

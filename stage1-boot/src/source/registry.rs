@@ -32,6 +32,12 @@ pub struct RegistryOptions {
     pub auth_data: Option<Arc<AuthData>>,
     /// Registries (`host:port`) that may be reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Whether a loopback address earns trust of its own (plain HTTP allowed because the
+    /// registry is on 127.0.0.1/::1/localhost). True by default (the native platform,
+    /// where loopback is the enclave's own machine). False when the attester is `sgx` or
+    /// the platform is Occlum, where loopback is the untrusted host: then a loopback
+    /// registry is reached over plain HTTP only if `insecure_registries` names it.
+    pub trust_loopback: bool,
     /// Timeout to connect and to wait for each response.
     pub timeout: Duration,
 }
@@ -44,6 +50,7 @@ impl Default for RegistryOptions {
             authfile: None,
             auth_data: None,
             insecure_registries: Vec::new(),
+            trust_loopback: true,
             timeout: Duration::from_secs(30),
         }
     }

@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::resource::{Location, ResourceUri};
 
-pub use validate::valid_env_name;
+pub use validate::{steers_init, valid_env_name};
 
 /// Default size of the tmpfs holding the container's writable layer.
 pub const DEFAULT_TMPFS_SIZE: u64 = 256 << 20;
@@ -46,6 +46,9 @@ pub struct BootConfig {
     pub insecure_registries: Vec<String>,
     /// Whether host-supplied arguments may replace the image's `Cmd`.
     pub allow_host_args: bool,
+    /// Whether the host may name an `oci:` layout (a directory on host storage) as the
+    /// image; off by default: the host names registry images only.
+    pub allow_local_layouts: bool,
     /// Names of host environment variables that may pass into the container.
     pub env_allowlist: Vec<String>,
     /// Trusted environment added after the image's (`NAME=value`).
@@ -198,6 +201,7 @@ impl BootConfig {
             decryption_keys: Vec::new(),
             insecure_registries: Vec::new(),
             allow_host_args: false,
+            allow_local_layouts: false,
             env_allowlist: Vec::new(),
             env: Vec::new(),
             tmpfs_size: DEFAULT_TMPFS_SIZE,

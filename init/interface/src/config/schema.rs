@@ -32,6 +32,8 @@ pub(super) struct BootConfigJson {
     insecure_registries: Vec<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     allow_host_args: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    allow_local_layouts: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     env_allowlist: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +142,7 @@ impl BootConfigJson {
             decryption_keys,
             insecure_registries: self.insecure_registries,
             allow_host_args: self.allow_host_args,
+            allow_local_layouts: self.allow_local_layouts,
             env_allowlist: self.env_allowlist,
             env: self.env,
             tmpfs_size: self.tmpfs_size,
@@ -178,6 +181,7 @@ impl From<BootConfig> for BootConfigJson {
             decryption_keys: c.decryption_keys.iter().map(|l| l.to_string()).collect(),
             insecure_registries: c.insecure_registries,
             allow_host_args: c.allow_host_args,
+            allow_local_layouts: c.allow_local_layouts,
             env_allowlist: c.env_allowlist,
             env: c.env,
             tmpfs_size: c.tmpfs_size,

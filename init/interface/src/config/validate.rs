@@ -1,6 +1,7 @@
 //! The rules of a boot config that its types do not express.
 
-use super::{BootConfig, ConfigError};
+use super::{AttesterKind, BootConfig, ConfigError};
+use crate::names::IMAGE_ENV;
 
 /// Checks `config`; `name` names it in errors.
 pub(super) fn check(config: &BootConfig, name: &str) -> Result<(), ConfigError> {
@@ -25,6 +26,15 @@ pub(super) fn check(config: &BootConfig, name: &str) -> Result<(), ConfigError> 
         return Err(field(
             "env_allowlist",
             format!("{bad:?} is not a variable name"),
+        ));
+    }
+    if let Some(bad) = config.env_allowlist.iter().find(|n| steers_init(n)) {
+        return Err(field(
+            "env_allowlist",
+            format!(
+                "{bad:?} steers init itself (TLS roots, proxies, logging or encc's own \
+                 settings) and cannot come from the host"
+            ),
         ));
     }
     if config.tmpfs_size < (1 << 20) {
@@ -58,6 +68,16 @@ pub(super) fn check(config: &BootConfig, name: &str) -> Result<(), ConfigError> 
                 format!("{:?} is not an http(s) URL", kbs.url),
             ));
         }
+        if kbs.attester == AttesterKind::Sgx && !kbs.url.starts_with("https://") {
+            return Err(field(
+                "kbs.url",
+                format!(
+                    "{:?}: with the sgx attester the KBS must be reached over https \
+                     (the host controls the network and loopback)",
+                    kbs.url
+                ),
+            ));
+        }
     }
     for line in config.hosts.iter().chain(&config.dns) {
         if line.contains('\n') {
@@ -72,4 +92,19 @@ pub fn valid_env_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether a variable steers init itself rather than the container: TLS roots
+/// (`SSL_CERT_FILE`, `SSL_CERT_DIR`), proxies (`*_PROXY`, `*_proxy`, `NO_PROXY`), logging
+/// (`RUST_LOG*`) and encc's own settings (`ENCC_*`, except the image reference
+/// [`IMAGE_ENV`]). Such a variable never comes from the host: the boot config cannot allow
+/// it, and init removes it from its own environment before stage 1.
+pub fn steers_init(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    matches!(
+        upper.as_str(),
+        "SSL_CERT_FILE" | "SSL_CERT_DIR" | "NO_PROXY"
+    ) || upper.ends_with("_PROXY")
+        || upper.starts_with("RUST_LOG")
+        || (name.starts_with("ENCC_") && name != IMAGE_ENV)
 }
