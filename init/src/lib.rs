@@ -7,6 +7,7 @@
 //! - [`stage1`]: boot config → stage 1 (pull or reuse of a sealed image); `stage2`: the root;
 //! - [`run`]: running one container to its end with signals forwarded;
 //! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
+//! - [`store`]: the store on host storage (per-image locks, kept images, stale partials);
 //! - [`occlum`]: the Occlum platform's first boot stage (compiled, never run here).
 //!
 //! What the host side shares with init (the boot-config schema, the control-channel
@@ -25,4 +26,5 @@ pub mod run;
 pub mod seal;
 pub mod stage1;
 mod stage2;
+pub mod store;
 mod sys;

@@ -1,9 +1,12 @@
 //! The native platform's sealed bookkeeping: with a sealing key (a host key file standing in
 //! for SGX sealing), a pulled image is kept in the store under its manifest digest, with its
-//! data key and root hash sealed beside it, so the next start reuses it instead of pulling
-//! again. The seal is AES-256-GCM-SIV with the manifest digest as associated data: the host
-//! can delete a seal but not move it to another image or alter it unnoticed.
+//! data key and root hash sealed beside it (see [`crate::store`]), so the next start reuses
+//! it instead of pulling again. The seal is AES-256-GCM-SIV with the manifest digest as
+//! associated data: the host can delete a seal but not move it to another image or alter it
+//! unnoticed.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
@@ -39,31 +42,12 @@ pub enum SealError {
     Random(#[source] getrandom::Error),
 }
 
-/// Where an image and its seal live in the store.
-#[derive(Debug, Clone)]
-pub struct SealedPaths {
-    /// The protected image.
-    pub image: PathBuf,
-    /// Its seal.
-    pub seal: PathBuf,
-}
-
-impl SealedPaths {
-    /// The names for the image with manifest digest `manifest` (`sha256:…`).
-    pub fn new(store: &Path, manifest: &str) -> Self {
-        let name = manifest.replace(':', "-");
-        Self {
-            image: store.join(format!("{name}.img")),
-            seal: store.join(format!("{name}.seal")),
-        }
-    }
-}
-
 fn aad(manifest: &str) -> Vec<u8> {
     [AAD_PREFIX, manifest.as_bytes()].concat()
 }
 
-/// Writes the seal of `key` and `root` for `manifest` (temporary file, then rename).
+/// Writes the seal of `key` and `root` for `manifest`: a partial file beside `path`
+/// (`.NAME.RANDOM.partial`, as the store's cleaning knows it), then renamed over `path`.
 pub fn write_seal(
     sealing: &DataKey,
     path: &Path,
@@ -95,9 +79,21 @@ pub fn write_seal(
             source,
         }
     };
-    let tmp = path.with_extension("seal.tmp");
-    std::fs::write(&tmp, [nonce.as_slice(), &sealed].concat()).map_err(io("write"))?;
-    std::fs::rename(&tmp, path).map_err(io("rename"))
+    let mut random = [0u8; 6];
+    getrandom::fill(&mut random).map_err(SealError::Random)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.partial", hex::encode(random)));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(&[nonce.as_slice(), &sealed].concat()));
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed.map_err(io("write"))
 }
 
 /// Opens the seal at `path` for `manifest`: the image's data key and root hash.

@@ -2,19 +2,18 @@
 //! the policy, pull it under a fresh data key that never leaves enclave memory (or reuse the
 //! image a sealing key kept), and hand the result to stage 2.
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use encc_rootfs::{DataKey, RootfsReader};
+use encc_rootfs::DataKey;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::kbs::KbsConfig;
 use encc_stage1::pull::PullOptions;
 use encc_stage1::source::RegistryOptions;
 
 use crate::config::{host_owns_loopback, host_reference, BootConfig, PlainKbsError, PolicyRef};
-use crate::seal::{open_seal, write_seal, SealedPaths};
 use crate::stage2::{prepare, Running};
+use crate::store::{Kept, Store};
 
 /// The stage 1 settings a boot config implies (its values are typed since it was loaded).
 /// `on_occlum`: the platform is Occlum, where loopback is the host.
@@ -62,44 +61,34 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
     );
     let config = loaded.config;
     let reference = host_reference(&config, image)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.store)
-        .with_context(|| format!("cannot create the store {}", config.store.display()))?;
+    let store = Store::open(&config.store)?;
 
     let stage1 = Stage1::prepare(&stage1_config(&config, crate::occlum::is_selected())?)?;
     let resolved = stage1.resolve(&reference)?;
-    let manifest = resolved.image.manifest_digest.to_string();
+    let manifest = resolved.image.manifest_digest;
     let sealing = match &config.seal_key_file {
         Some(path) => Some(
             DataKey::read_file(path).with_context(|| format!("sealing key {}", path.display()))?,
         ),
         None => None,
     };
-    let sealed = SealedPaths::new(&config.store, &manifest);
-    if let Some(sealing) = &sealing {
-        if sealed.image.exists() && sealed.seal.exists() {
-            match reuse(sealing, &sealed, &manifest) {
-                Ok(reader) => {
-                    log::info!(
-                        "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
-                        reader.root_hash()
-                    );
-                    return prepare(reader, config, None);
-                }
-                Err(e) => log::warn!("{e:#}; pulling {reference} again"),
-            }
+    let kept = match &sealing {
+        Some(sealing) => store.reuse_or_reserve(sealing, &manifest, &reference.to_string())?,
+        None => Kept::Pull(store.reserve_one_start()?),
+    };
+    let reservation = match kept {
+        Kept::Reused(reader) => {
+            log::info!(
+                "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused",
+                reader.root_hash()
+            );
+            return prepare(*reader, config, None);
         }
-    }
+        Kept::Pull(reservation) => reservation,
+    };
 
     let key = DataKey::generate()?;
-    let output = match sealing {
-        Some(_) => sealed.image.clone(),
-        None => config
-            .store
-            .join(format!("encc-{}.img", hex::encode(random_id()?))),
-    };
+    let output = reservation.image().to_owned();
     let summary = stage1
         .pull_resolved(&resolved, &output, &key)
         .with_context(|| format!("pull of {reference} into {} failed", output.display()))?;
@@ -108,14 +97,9 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         summary.root_hash
     );
     // A sealed image stays for the next start; otherwise it goes at teardown.
-    let delete_at_teardown = match &sealing {
-        Some(sealing) => {
-            write_seal(sealing, &sealed.seal, &manifest, &key, &summary.root_hash)?;
-            None
-        }
-        None => Some(output.clone()),
-    };
-    let opened = RootfsReader::open(&output, &key)
+    let delete_at_teardown = sealing.is_none().then(|| output.clone());
+    let opened = reservation
+        .open(&key, &summary.root_hash)
         .map_err(anyhow::Error::from)
         .and_then(|reader| prepare(reader, config, delete_at_teardown.clone()));
     if opened.is_err() {
@@ -124,23 +108,4 @@ pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
         }
     }
     opened
-}
-
-/// Opens a kept image with its sealed key, checking the sealed root hash.
-fn reuse(sealing: &DataKey, paths: &SealedPaths, manifest: &str) -> anyhow::Result<RootfsReader> {
-    let (key, root) = open_seal(sealing, &paths.seal, manifest)?;
-    let reader = RootfsReader::open(&paths.image, &key)?;
-    anyhow::ensure!(
-        reader.root_hash() == root,
-        "{} has root hash {}, its seal says {root}",
-        paths.image.display(),
-        reader.root_hash()
-    );
-    Ok(reader)
-}
-
-fn random_id() -> anyhow::Result<[u8; 8]> {
-    let mut id = [0u8; 8];
-    getrandom::fill(&mut id).context("no randomness for the image name")?;
-    Ok(id)
 }

@@ -30,8 +30,8 @@ mod path;
 mod reader;
 
 pub use builder::{
-    BuildError, BuildOptions, BuildSummary, EntryMeta, RootHash, RootHashParseError, RootfsBuilder,
-    Special, Timestamp,
+    exit_removing_partials, BuildError, BuildOptions, BuildSummary, EntryMeta, RootHash,
+    RootHashParseError, RootfsBuilder, Special, Timestamp,
 };
 pub use format::{FileKind, BLOCK_SIZE, ROOT_INO};
 pub use key::{DataKey, KeyError, KEY_LEN};

@@ -8,9 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 
 use common::gpg::*;
+use common::proxy::Proxy;
 use common::pull::*;
 use common::*;
 
@@ -265,56 +266,6 @@ fn corrupted_blob_in_registry_storage_is_refused() {
     let err = w.pull_fails(&reference, &[]);
     std::fs::write(&data, &good).unwrap();
     assert!(err.contains(&format!("blob {top} is corrupt")), "{err}");
-}
-
-/// tests/fixtures/proxy.py in front of the registry; killed on drop.
-struct Proxy {
-    child: Child,
-    addr: String,
-}
-
-impl Proxy {
-    fn start(registry: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proxy.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--upstream", registry, "--port-file"])
-            .arg(&port_file)
-            .args(extra)
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if let Ok(port) = std::fs::read_to_string(&port_file) {
-                if !port.is_empty() {
-                    return Self {
-                        child,
-                        addr: format!("127.0.0.1:{port}"),
-                    };
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("proxy did not start");
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let out = Command::new("python3")
-            .args(["-c", &format!("import urllib.request; print(urllib.request.urlopen('http://{}/_stats').read().decode())", self.addr)])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

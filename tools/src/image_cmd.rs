@@ -149,6 +149,7 @@ pub fn run(command: ImageCommand) -> Result<()> {
         } => {
             let image: ImageRef = reference.parse()?;
             let key = DataKey::read_file(&key_file)?;
+            remove_partials_on_signals()?;
             let config = Stage1Config {
                 policy: match (policy, insecure_policy) {
                     (Some(Location::Kbs(uri)), _) => PolicySource::Kbs(uri),
@@ -243,6 +244,24 @@ pub fn run(command: ImageCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Stops on SIGINT or SIGTERM (as `timeout` sends) without leaving the partial image
+/// behind: removes it and exits with 128 + the signal number.
+fn remove_partials_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("encc-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: pull stopped, removing its partial image");
+                encc_rootfs::exit_removing_partials(128 + sig);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }
 
 /// One stderr line per layer when stderr is not a terminal.

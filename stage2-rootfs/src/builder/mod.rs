@@ -6,10 +6,12 @@
 //! place by [`RootfsBuilder::finish`]; a builder dropped before that leaves nothing behind.
 
 mod blocks;
+mod partial;
 mod serialize;
 mod tree;
 mod types;
 
+pub use partial::exit_removing_partials;
 pub use types::{
     BuildError, BuildOptions, BuildSummary, EntryMeta, RootHash, RootHashParseError, Special,
     Timestamp,
@@ -26,6 +28,7 @@ use crate::key::DataKey;
 use crate::merkle::{read_full, TreeShape};
 use crate::path::RootfsPath;
 use blocks::BlockWriter;
+use partial::Partial;
 use tree::{Body, Node, Tree};
 
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
@@ -38,7 +41,7 @@ const XATTR_VALUE_MAX: usize = 65536;
 /// Writes a protected rootfs image; see the module docs.
 pub struct RootfsBuilder {
     dest: PathBuf,
-    temp: tempfile::TempPath,
+    partial: Partial,
     blocks: BlockWriter,
     tree: Tree,
     /// The tree as it was when the open layer began.
@@ -59,12 +62,8 @@ impl RootfsBuilder {
             source,
         };
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
-        let named = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.as_deref().unwrap_or("image")))
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(create_err)?;
-        let (mut file, temp) = named.into_parts();
+        let (mut file, partial) =
+            Partial::create(&dir, name.as_deref().unwrap_or("image")).map_err(create_err)?;
         let header = Header {
             version: VERSION,
             block_size: BLOCK_SIZE as u32,
@@ -80,7 +79,7 @@ impl RootfsBuilder {
             BlockWriter::new(file, ImageCipher::new(key, header), &dir).map_err(create_err)?;
         Ok(Self {
             dest: dest.to_owned(),
-            temp,
+            partial,
             blocks,
             tree: Tree::new(),
             layer_start: None,
@@ -400,11 +399,11 @@ impl RootfsBuilder {
         file.write_all_at(&region, 0).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
-        self.temp
+        self.partial
             .persist(&self.dest)
-            .map_err(|e| BuildError::Write {
+            .map_err(|source| BuildError::Write {
                 path: self.dest.clone(),
-                source: e.error,
+                source,
             })?;
         Ok(BuildSummary {
             root_hash: RootHash(root),

@@ -13,6 +13,8 @@ use std::process::{Command, Output};
 pub mod enclave;
 pub mod gpg;
 pub mod kbs;
+pub mod process;
+pub mod proxy;
 pub mod pull;
 
 /// The image fixtures and the loopback docker-registry that tests/run starts
