@@ -58,7 +58,7 @@ pub(crate) fn prepare(
         dns: config.dns.clone(),
         user: image.user.clone().unwrap_or_default(),
     };
-    let root = PreparedRoot::prepare(Arc::new(reader), &config.store, &setup)?;
+    let root = PreparedRoot::prepare(Arc::new(reader), &setup)?;
     Ok(Running {
         root,
         root_hash,

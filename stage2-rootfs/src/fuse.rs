@@ -1,8 +1,9 @@
 //! Serving a [`RootfsReader`] as a read-only FUSE file system.
 //!
-//! [`mount`] mounts an image on a directory and serves it from a background thread until
-//! [`Mount::unmount`] (or drop). FUSE inode numbers are the image's inode numbers (the root
-//! is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
+//! [`mount`] mounts an image on a directory, [`mount_detached`] as a detached mount that no
+//! path names (for stage 2, where the host must not reach it); both serve it from a
+//! background thread until [`Mount::unmount`] (or drop). FUSE inode numbers are the image's
+//! inode numbers (the root is inode 1, FUSE's root id). The kernel may cache entries, attributes, directory listings
 //! and file pages for a day: the image never changes. Every byte served has passed the
 //! reader's Merkle and AEAD checks; a request touching a block that fails them gets `EIO`,
 //! never other bytes, and is logged.
@@ -12,10 +13,14 @@
 //! `/etc/fuse.conf` has `user_allow_other`).
 
 mod attr;
+mod detached;
 mod ops;
+
+pub use detached::mount_detached;
 
 use std::error::Error;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,7 +112,7 @@ pub enum FuseError {
 #[derive(Debug)]
 pub struct Mount {
     mountpoint: PathBuf,
-    unmounter: SessionUnmounter,
+    attached: Attached,
     /// The session thread; `None` once it has been joined or given up on.
     thread: Option<JoinHandle<io::Result<()>>>,
     /// Disconnects when the session thread ends.
@@ -116,6 +121,15 @@ pub struct Mount {
     connection: Option<u64>,
     /// Open files and directories of the session.
     open: Arc<AtomicUsize>,
+}
+
+/// How a mount is reached, and so unmounted.
+#[derive(Debug)]
+enum Attached {
+    /// On a directory, unmounted by path.
+    Path(SessionUnmounter),
+    /// Detached: gone with the last reference (this fd, and stacked file systems).
+    Detached(Option<OwnedFd>),
 }
 
 /// Mounts `reader`'s image read-only on the directory `mountpoint` and serves it from a
@@ -139,7 +153,18 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
             mountpoint: mountpoint.clone(),
             source,
         })?;
-    let unmounter = session.unmount_callable();
+    let attached = Attached::Path(session.unmount_callable());
+    serve(session, mountpoint, attached, open, &image)
+}
+
+/// Runs `session` on a background thread once the file system is mounted.
+fn serve(
+    session: Session<ops::RootfsFs>,
+    mountpoint: PathBuf,
+    attached: Attached,
+    open: Arc<AtomicUsize>,
+    image: &Path,
+) -> Result<Mount, FuseError> {
     let (done, ended) = mpsc::sync_channel::<()>(0);
     // If spawning fails, the closure and with it the session are dropped, which unmounts.
     let thread = thread::Builder::new()
@@ -153,10 +178,19 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
             source,
         })?;
     // Served by the session: this also shows it is up.
-    let connection = match std::fs::metadata(&mountpoint) {
-        Ok(meta) => {
-            set_readahead(meta.dev());
-            Some(connection_id(meta.dev()))
+    let dev = match &attached {
+        Attached::Path(_) => std::fs::metadata(&mountpoint).map(|meta| meta.dev()),
+        Attached::Detached(fd) => match fd {
+            Some(fd) => nix::sys::stat::fstat(fd)
+                .map(|st| st.st_dev)
+                .map_err(io::Error::from),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        },
+    };
+    let connection = match dev {
+        Ok(dev) => {
+            set_readahead(dev);
+            Some(connection_id(dev))
         }
         Err(e) => {
             log::warn!("cannot stat {}: {e}", mountpoint.display());
@@ -178,7 +212,7 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
     );
     Ok(Mount {
         mountpoint,
-        unmounter,
+        attached,
         thread: Some(thread),
         ended,
         connection,
@@ -187,9 +221,17 @@ pub fn mount(reader: Arc<RootfsReader>, mountpoint: &Path) -> Result<Mount, Fuse
 }
 
 impl Mount {
-    /// The mountpoint (canonical).
+    /// The mountpoint (canonical), or `detached:IMAGE` for a detached mount.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// The root of a detached mount ([`mount_detached`]); `None` for one on a directory.
+    pub fn detached(&self) -> Option<BorrowedFd<'_>> {
+        match &self.attached {
+            Attached::Detached(fd) => fd.as_ref().map(AsFd::as_fd),
+            Attached::Path(_) => None,
+        }
     }
 
     /// Whether the session has ended: the file system was unmounted from outside (for
@@ -210,18 +252,29 @@ impl Mount {
         };
         // A session that has ended was unmounted from outside (or failed and unmounted on
         // its way out): umount(2) now could only hit whatever was mounted here since.
-        if !thread.is_finished() {
+        let on_path = matches!(self.attached, Attached::Path(_)) && !thread.is_finished();
+        if on_path {
             self.wait_released();
-            if let Err(source) = self.unmounter.unmount() {
-                // It may have been unmounted from outside just now (EINVAL: not a mount).
-                let gone = source.raw_os_error() == Some(libc::EINVAL)
-                    && self.wait(Duration::from_millis(100));
-                if !gone {
-                    return Err(FuseError::Unmount {
-                        mountpoint: self.mountpoint.clone(),
-                        source,
-                    });
-                }
+        }
+        let unmounted = match &mut self.attached {
+            // The last reference to a detached file system ends it (file systems stacked
+            // on it hold their own references until they go).
+            Attached::Detached(fd) => {
+                drop(fd.take());
+                Ok(())
+            }
+            Attached::Path(unmounter) if on_path => unmounter.unmount(),
+            Attached::Path(_) => Ok(()),
+        };
+        if let Err(source) = unmounted {
+            // It may have been unmounted from outside just now (EINVAL: not a mount).
+            let gone = source.raw_os_error() == Some(libc::EINVAL)
+                && self.wait(Duration::from_millis(100));
+            if !gone {
+                return Err(FuseError::Unmount {
+                    mountpoint: self.mountpoint.clone(),
+                    source,
+                });
             }
         }
         if !self.wait(END_TIMEOUT) {

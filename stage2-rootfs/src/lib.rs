@@ -20,6 +20,7 @@
 mod builder;
 pub mod container;
 mod crypto;
+mod detached;
 mod format;
 pub mod fuse;
 pub mod host_tree;

@@ -263,8 +263,8 @@ fn container_writes_stay_in_enclave_memory() {
          echo {marker} >> /data/marker.txt 2>/dev/null; echo ready; exec sleep 1000"
     );
     let (mut child, _out) = start_ready(&e, &config, &script);
-    // While the container runs, the store holds only the encrypted image (and an empty
-    // staging directory): no container write and no image file content in the clear.
+    // While the container runs, the store holds only the encrypted image: no container
+    // write and no image file content in the clear.
     let mut scanned = 0;
     for entry in walk(&e.store()) {
         let bytes = std::fs::read(&entry).unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use std::io::Read as _;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -32,20 +32,6 @@ pub(super) fn at(dir: &OwnedFd, name: &str, flags: OFlag) -> nix::Result<OwnedFd
             .flags(flags | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT),
     )
-}
-
-/// An `O_PATH` handle on the root directory itself.
-pub(super) fn open_root(root: &Path) -> Result<OwnedFd, ContainerError> {
-    nix::fcntl::open(
-        root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ContainerError::Io {
-        what: "open",
-        path: root.to_owned(),
-        source: e.into(),
-    })
 }
 
 /// Opens `name` inside the root.

@@ -3,7 +3,8 @@
 //! processes started in it ([`ProcessSpec`]: pivot_root in a new mount namespace, the image
 //! user's credentials, `no_new_privs`, exec).
 //!
-//! The caller must already be in a private mount namespace (the enclave's).
+//! The root is built from detached mounts that no path names, so the host cannot reach it
+//! through the store or any other directory it shares with the enclave.
 
 mod in_root;
 mod root;
@@ -25,7 +26,7 @@ pub enum ContainerError {
     Io {
         /// The operation.
         what: &'static str,
-        /// The path (inside the root when absolute and not under the staging directory).
+        /// The path (inside the root when absolute).
         path: PathBuf,
         /// The cause.
         #[source]

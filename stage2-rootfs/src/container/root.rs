@@ -3,24 +3,30 @@
 //! (container writes stay in memory), `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf`,
 //! then `/proc`, a minimal `/dev`, `/sys` read-only and `/tmp`.
 //!
-//! Every mount target inside the root is opened with `openat2(RESOLVE_IN_ROOT)` and mounted
-//! through its `/proc/self/fd` path, so a symlink in a hostile image can never point a
-//! mount or a write outside the root. The `/etc` files are written before `/proc` and
-//! `/sys` exist inside the root.
+//! Nothing of it lives at a path: the staging tmpfs, the FUSE file system, the overlay and
+//! everything mounted in it are detached mounts (the new mount API), stacked and attached
+//! to each other through file descriptors, so the host (which owns the store and every
+//! path the enclave shares with it) cannot rename, replace or symlink its way into them.
+//! Each container process attaches its own copy of the tree in its own mount namespace and
+//! pivots into it ([`PreparedRoot::spawn`]).
+//!
+//! Every mount target inside the root is opened with `openat2(RESOLVE_IN_ROOT)`, so a
+//! symlink in a hostile image can never point a mount or a write outside the root. The
+//! `/etc` files are written before `/proc` and `/sys` exist inside the root.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{makedev, mkdirat, mknodat, Mode, SFlag};
 use nix::unistd::symlinkat;
 
 use super::in_root;
 use super::user::{resolve_user, Credentials};
 use super::ContainerError;
+use crate::detached::{self, MountAttrFlags as Attrs, Opt};
 use crate::fuse::{self, Mount};
 use crate::RootfsReader;
 
@@ -43,10 +49,12 @@ pub struct RootSetup {
 
 /// A prepared container root; [`PreparedRoot::teardown`] (or drop) unmounts everything.
 pub struct PreparedRoot {
-    staging: PathBuf,
-    merged: PathBuf,
+    /// The container's root: the overlay and the file systems mounted in it, one detached
+    /// mount tree.
+    tree: Option<OwnedFd>,
+    /// The tmpfs holding the overlay's upper and work directories (detached).
+    staging: Option<OwnedFd>,
     fuse: Option<Mount>,
-    mounts: Vec<PathBuf>,
     credentials: Credentials,
     reader: Arc<RootfsReader>,
 }
@@ -62,27 +70,12 @@ const DEVICES: [(&str, u64, u64); 6] = [
 ];
 
 impl PreparedRoot {
-    /// Builds the root under a new directory in `staging_parent` (which must be in a
-    /// private mount namespace: the mounts are made there).
-    pub fn prepare(
-        reader: Arc<RootfsReader>,
-        staging_parent: &Path,
-        setup: &RootSetup,
-    ) -> Result<Self, ContainerError> {
-        let staging = tempfile::Builder::new()
-            .prefix(".encc-root-")
-            .tempdir_in(staging_parent)
-            .map_err(|source| ContainerError::Io {
-                what: "create the staging directory in",
-                path: staging_parent.to_owned(),
-                source,
-            })?
-            .keep();
+    /// Builds the root as detached mounts, reachable only through this value.
+    pub fn prepare(reader: Arc<RootfsReader>, setup: &RootSetup) -> Result<Self, ContainerError> {
         let mut root = Self {
-            merged: staging.join("root"),
-            staging,
+            tree: None,
+            staging: None,
             fuse: None,
-            mounts: Vec::new(),
             credentials: Credentials {
                 uid: 0,
                 gid: 0,
@@ -97,59 +90,72 @@ impl PreparedRoot {
     }
 
     fn build(&mut self, setup: &RootSetup) -> Result<(), ContainerError> {
-        let staging = self.staging.clone();
-        let size = format!("size={},mode=0700", setup.tmpfs_size);
-        self.mount_fs("tmpfs", "tmpfs", &staging, MsFlags::MS_NODEV, Some(&size))?;
-        for dir in ["lower", "upper", "work", "root"] {
-            let path = staging.join(dir);
-            std::fs::create_dir(&path).map_err(|source| ContainerError::Io {
-                what: "create",
-                path,
-                source,
-            })?;
-        }
-        let lower = staging.join("lower");
-        self.fuse =
-            Some(fuse::mount(Arc::clone(&self.reader), &lower).map_err(ContainerError::Fuse)?);
-        let overlay = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            staging.join("upper").display(),
-            staging.join("work").display()
-        );
-        let merged = self.merged.clone();
-        self.mount_fs(
-            "overlay",
-            "overlay",
-            &merged,
-            MsFlags::MS_NODEV,
-            Some(&overlay),
+        let size = setup.tmpfs_size.to_string();
+        let staging = new_mount(
+            "tmpfs",
+            "the staging tmpfs",
+            &[Opt::Str("size", &size), Opt::Str("mode", "0700")],
+            Attrs::MOUNT_ATTR_NODEV,
         )?;
-
-        let root_fd = in_root::open_root(&merged)?;
+        let staging_dir = |name: &'static str| -> Result<OwnedFd, ContainerError> {
+            let err = |e: Errno| ContainerError::Io {
+                what: "create",
+                path: PathBuf::from("staging tmpfs:").join(name),
+                source: e.into(),
+            };
+            mkdirat(&staging, name, Mode::from_bits_truncate(0o755)).map_err(err)?;
+            openat(
+                &staging,
+                name,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(err)
+        };
+        let (upper, work) = (staging_dir("upper")?, staging_dir("work")?);
+        self.staging = Some(staging);
+        let fuse = fuse::mount_detached(Arc::clone(&self.reader)).map_err(ContainerError::Fuse)?;
+        let lower = fuse.detached().ok_or_else(|| ContainerError::Mount {
+            fstype: "fuse".into(),
+            target: fuse.mountpoint().to_owned(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+        let tree = new_mount(
+            "overlay",
+            "the container root",
+            &[
+                Opt::Fd("lowerdir+", lower),
+                Opt::Fd("upperdir", upper.as_fd()),
+                Opt::Fd("workdir", work.as_fd()),
+            ],
+            Attrs::MOUNT_ATTR_NODEV,
+        );
+        self.fuse = Some(fuse);
+        let root_fd = tree?;
         self.write_etc_files(&root_fd, setup)?;
         let passwd = in_root::read_small(&root_fd, "etc/passwd")?;
         let group = in_root::read_small(&root_fd, "etc/group")?;
         self.credentials = resolve_user(&setup.user, &passwd, &group)?;
 
-        let tmp = format!("size={},mode=1777", setup.tmp_size);
-        self.mount_in_root(
-            &root_fd,
-            "tmp",
-            "tmpfs",
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(&tmp),
-        )?;
-        self.mount_dev(&root_fd)?;
-        let rw = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        self.mount_in_root(&root_fd, "proc", "proc", rw, None)?;
-        self.mount_in_root(&root_fd, "sys", "sysfs", rw | MsFlags::MS_RDONLY, None)?;
+        let tmp = setup.tmp_size.to_string();
+        let tmp_opts = [Opt::Str("size", &tmp), Opt::Str("mode", "1777")];
+        let nosuid_nodev = Attrs::MOUNT_ATTR_NOSUID | Attrs::MOUNT_ATTR_NODEV;
+        mount_in_root(&root_fd, "tmp", "tmpfs", &tmp_opts, nosuid_nodev)?;
+        mount_dev(&root_fd)?;
+        let rw = nosuid_nodev | Attrs::MOUNT_ATTR_NOEXEC;
+        mount_in_root(&root_fd, "proc", "proc", &[], rw)?;
+        mount_in_root(&root_fd, "sys", "sysfs", &[], rw | Attrs::MOUNT_ATTR_RDONLY)?;
+        self.tree = Some(root_fd);
         Ok(())
     }
 
-    /// The root directory to pivot into.
-    pub fn merged(&self) -> &Path {
-        &self.merged
+    /// The root of the container's mount tree (detached).
+    pub(super) fn tree(&self) -> Result<&OwnedFd, ContainerError> {
+        self.tree.as_ref().ok_or_else(|| ContainerError::Io {
+            what: "use",
+            path: PathBuf::from("/"),
+            source: std::io::Error::from_raw_os_error(libc::EBADF),
+        })
     }
 
     /// The container process's credentials.
@@ -160,22 +166,10 @@ impl PreparedRoot {
     /// Creates `dir` (absolute, inside the root) and its missing parents, like runc does
     /// for the working directory.
     pub fn create_dir_all(&self, dir: &str) -> Result<(), ContainerError> {
-        in_root::mkdir_all(&in_root::open_root(&self.merged)?, dir)
+        in_root::mkdir_all(self.tree()?, dir)
     }
 
-    fn errno(&self, what: &'static str, path: &str, errno: Errno) -> ContainerError {
-        ContainerError::Io {
-            what,
-            path: PathBuf::from(path),
-            source: errno.into(),
-        }
-    }
-
-    fn write_etc_files(
-        &mut self,
-        root_fd: &OwnedFd,
-        setup: &RootSetup,
-    ) -> Result<(), ContainerError> {
+    fn write_etc_files(&self, root_fd: &OwnedFd, setup: &RootSetup) -> Result<(), ContainerError> {
         in_root::dir(root_fd, "etc")?;
         let mut hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
@@ -210,165 +204,154 @@ impl PreparedRoot {
         Ok(())
     }
 
-    fn mount_dev(&mut self, root_fd: &OwnedFd) -> Result<(), ContainerError> {
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-        self.mount_in_root(
-            root_fd,
-            "dev",
-            "tmpfs",
-            flags,
-            Some("size=65536k,mode=0755"),
-        )?;
-        let dev = in_root::open(root_fd, "dev", OFlag::O_DIRECTORY | OFlag::O_RDONLY)?;
-        for (name, major, minor) in DEVICES {
-            mknodat(
-                &dev,
-                name,
-                SFlag::S_IFCHR,
-                Mode::from_bits_truncate(0o666),
-                makedev(major, minor),
-            )
-            .map_err(|e| self.errno("create device", name, e))?;
-            // mknod applies the umask; devices must be 0666.
-            nix::sys::stat::fchmodat(
-                &dev,
-                name,
-                Mode::from_bits_truncate(0o666),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .map_err(|e| self.errno("chmod device", name, e))?;
-        }
-        for (target, name) in [
-            ("/proc/self/fd", "fd"),
-            ("/proc/self/fd/0", "stdin"),
-            ("/proc/self/fd/1", "stdout"),
-            ("/proc/self/fd/2", "stderr"),
-            ("pts/ptmx", "ptmx"),
-        ] {
-            symlinkat(target, &dev, name).map_err(|e| self.errno("create symlink", name, e))?;
-        }
-        for dir in ["pts", "shm"] {
-            nix::sys::stat::mkdirat(&dev, dir, Mode::from_bits_truncate(0o755))
-                .map_err(|e| self.errno("create", dir, e))?;
-        }
-        self.mount_in_root(
-            root_fd,
-            "dev/pts",
-            "devpts",
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620"),
-        )?;
-        self.mount_in_root(
-            root_fd,
-            "dev/shm",
-            "tmpfs",
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=1777,size=65536k"),
-        )?;
-        Ok(())
-    }
-
-    /// Mounts `fstype` on `name` inside the root (created when missing, symlinks resolved
-    /// inside the root).
-    fn mount_in_root(
-        &mut self,
-        root_fd: &OwnedFd,
-        name: &str,
-        fstype: &str,
-        flags: MsFlags,
-        data: Option<&str>,
-    ) -> Result<(), ContainerError> {
-        let target = in_root::dir(root_fd, name)?;
-        let via = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
-        mount(Some(fstype), &via, Some(fstype), flags, data).map_err(|e| {
-            ContainerError::Mount {
-                fstype: fstype.to_owned(),
-                target: PathBuf::from("/").join(name),
-                source: e.into(),
-            }
-        })?;
-        self.mounts.push(self.merged.join(name));
-        Ok(())
-    }
-
-    fn mount_fs(
-        &mut self,
-        source: &str,
-        fstype: &str,
-        target: &Path,
-        flags: MsFlags,
-        data: Option<&str>,
-    ) -> Result<(), ContainerError> {
-        mount(Some(source), target, Some(fstype), flags, data).map_err(|e| {
-            ContainerError::Mount {
-                fstype: fstype.to_owned(),
-                target: target.to_owned(),
-                source: e.into(),
-            }
-        })?;
-        self.mounts.push(target.to_owned());
-        Ok(())
-    }
-
-    /// Unmounts everything in reverse order and removes the staging directory. Call when no
-    /// container process is left.
+    /// Unmounts everything. Call when no container process is left.
     pub fn teardown(mut self) -> Result<(), ContainerError> {
         self.unmount_all()
     }
 
     fn unmount_all(&mut self) -> Result<(), ContainerError> {
-        // The overlay and everything in it first (newest first), then the FUSE server, then
-        // the staging tmpfs under it; every step is tried, the first error is returned.
-        let staging_tmpfs = (!self.mounts.is_empty()).then(|| self.mounts.remove(0));
-        let mut results: Vec<Result<(), ContainerError>> =
-            self.mounts.drain(..).rev().map(detach).collect();
-        if let Some(fuse) = self.fuse.take() {
-            results.push(fuse.unmount().map_err(ContainerError::Fuse));
+        // Closing the last handle of a detached tree unmounts it; the overlay (and its
+        // submounts) first, then the staging tmpfs, then the FUSE file system the overlay
+        // held. Copies in container mount namespaces went with their last process.
+        drop(self.tree.take());
+        drop(self.staging.take());
+        match self.fuse.take() {
+            Some(fuse) => fuse.unmount().map_err(ContainerError::Fuse),
+            None => Ok(()),
         }
-        results.extend(staging_tmpfs.map(detach));
-        if self.staging.exists() {
-            results.push(std::fs::remove_dir_all(&self.staging).map_err(|source| {
-                ContainerError::Io {
-                    what: "remove",
-                    path: self.staging.clone(),
-                    source,
-                }
-            }));
-        }
-        results
-            .into_iter()
-            .find_map(Result::err)
-            .map_or(Ok(()), Err)
     }
-}
-
-/// Lazily unmounts `path` (its submounts with it).
-fn detach(path: PathBuf) -> Result<(), ContainerError> {
-    umount2(&path, MntFlags::MNT_DETACH).map_err(|e| {
-        log::warn!("cannot unmount {}: {e}", path.display());
-        ContainerError::Mount {
-            fstype: "unmount".into(),
-            target: path,
-            source: e.into(),
-        }
-    })
 }
 
 impl Drop for PreparedRoot {
     fn drop(&mut self) {
-        if !self.mounts.is_empty() || self.fuse.is_some() {
-            if let Err(e) = self.unmount_all() {
-                log::warn!("tearing down {}: {e}", self.staging.display());
-            }
+        if let Err(e) = self.unmount_all() {
+            log::warn!("tearing down the container root: {e}");
         }
     }
+}
+
+/// A new detached mount, `what` naming it in errors.
+fn new_mount(
+    fstype: &str,
+    what: &str,
+    options: &[Opt<'_>],
+    attrs: Attrs,
+) -> Result<OwnedFd, ContainerError> {
+    detached::new_mount(fstype, options, attrs).map_err(|source| ContainerError::Mount {
+        fstype: fstype.to_owned(),
+        target: PathBuf::from(what),
+        source,
+    })
+}
+
+/// Mounts a new `fstype` on `name` inside the root (created when missing, symlinks resolved
+/// inside the root).
+fn mount_in_root(
+    root_fd: &OwnedFd,
+    name: &str,
+    fstype: &str,
+    options: &[Opt<'_>],
+    attrs: Attrs,
+) -> Result<(), ContainerError> {
+    let target = in_root::dir(root_fd, name)?;
+    let path = PathBuf::from("/").join(name);
+    let mount = new_mount(fstype, &path.to_string_lossy(), options, attrs)?;
+    attach(&mount, &target, fstype, path)
+}
+
+fn attach(
+    mount: &OwnedFd,
+    target: &OwnedFd,
+    fstype: &str,
+    path: PathBuf,
+) -> Result<(), ContainerError> {
+    detached::attach(mount, target).map_err(|source| ContainerError::Mount {
+        fstype: fstype.to_owned(),
+        target: path,
+        source,
+    })
+}
+
+/// The minimal `/dev`: a tmpfs with the device nodes, the standard symlinks, `pts` (a new
+/// devpts instance) and `shm`, made on the new tmpfs before it is attached in the root.
+fn mount_dev(root_fd: &OwnedFd) -> Result<(), ContainerError> {
+    let dev = new_mount(
+        "tmpfs",
+        "/dev",
+        &[Opt::Str("size", "65536k"), Opt::Str("mode", "0755")],
+        Attrs::MOUNT_ATTR_NOSUID | Attrs::MOUNT_ATTR_NOEXEC,
+    )?;
+    let errno = |what: &'static str, name: &str, e: Errno| ContainerError::Io {
+        what,
+        path: PathBuf::from("/dev").join(name),
+        source: e.into(),
+    };
+    for (name, major, minor) in DEVICES {
+        mknodat(
+            &dev,
+            name,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .map_err(|e| errno("create device", name, e))?;
+        // mknod applies the umask; devices must be 0666.
+        nix::sys::stat::fchmodat(
+            &dev,
+            name,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| errno("chmod device", name, e))?;
+    }
+    for (target, name) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ] {
+        symlinkat(target, &dev, name).map_err(|e| errno("create symlink", name, e))?;
+    }
+    for (name, fstype, options) in [
+        (
+            "pts",
+            "devpts",
+            [Opt::Str("ptmxmode", "0666"), Opt::Str("mode", "0620")],
+        ),
+        (
+            "shm",
+            "tmpfs",
+            [Opt::Str("mode", "1777"), Opt::Str("size", "65536k")],
+        ),
+    ] {
+        mkdirat(&dev, name, Mode::from_bits_truncate(0o755))
+            .map_err(|e| errno("create", name, e))?;
+        let target = openat(
+            &dev,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno("open", name, e))?;
+        let attrs = match fstype {
+            "devpts" => Attrs::MOUNT_ATTR_NOSUID | Attrs::MOUNT_ATTR_NOEXEC,
+            _ => Attrs::MOUNT_ATTR_NOSUID | Attrs::MOUNT_ATTR_NODEV,
+        };
+        let path = PathBuf::from("/dev").join(name);
+        let mount = new_mount(fstype, &path.to_string_lossy(), &options, attrs)?;
+        attach(&mount, &target, fstype, path)?;
+    }
+    let target = in_root::dir(root_fd, "dev")?;
+    attach(&dev, &target, "tmpfs", PathBuf::from("/dev"))
 }
 
 impl std::fmt::Debug for PreparedRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedRoot")
+            .field("tree", &self.tree)
             .field("staging", &self.staging)
-            .field("mounts", &self.mounts.len())
+            .field("fuse", &self.fuse.as_ref().map(Mount::mountpoint))
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::unistd::Gid;
@@ -10,6 +10,7 @@ use nix::unistd::Gid;
 use super::root::PreparedRoot;
 use super::sys::{enter_on_exec, EnterPlan};
 use super::ContainerError;
+use crate::detached;
 
 /// The process to run: everything already decided by the caller (the image config
 /// filtered by the boot config).
@@ -82,8 +83,8 @@ fn cstring(s: &str) -> Result<CString, SpawnError> {
 }
 
 impl PreparedRoot {
-    /// Starts `spec` inside this root in a new mount namespace (the root pivoted, the old
-    /// one detached), with the image user's credentials, `no_new_privs`, and only the given
+    /// Starts `spec` inside this root in a new mount namespace (a copy of the root's mount
+    /// tree attached there and pivoted into, the old root detached), with the image user's credentials, `no_new_privs`, and only the given
     /// stdio fds open. Returns its pid; the caller reaps it.
     pub fn spawn(&self, spec: &ProcessSpec, stdio: [OwnedFd; 3]) -> Result<u32, SpawnError> {
         let program = spec.argv.first().ok_or(SpawnError::NoCommand)?;
@@ -92,9 +93,13 @@ impl PreparedRoot {
         }
         self.create_dir_all(&spec.cwd)?;
         let creds = self.credentials();
+        let root = detached::clone_tree(self.tree()?).map_err(|source| ContainerError::Io {
+            what: "copy the mount tree of",
+            path: PathBuf::from("/"),
+            source,
+        })?;
         let plan = EnterPlan {
-            root: CString::new(self.merged().as_os_str().as_bytes())
-                .map_err(|_| SpawnError::Nul(self.merged().display().to_string()))?,
+            root,
             cwd: cstring(&spec.cwd)?,
             uid: creds.uid,
             gid: creds.gid,

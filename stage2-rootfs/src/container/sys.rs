@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -18,8 +19,8 @@ use nix::unistd::{chdir, pivot_root, setgroups, setresgid, setresuid, Gid, Uid};
 
 /// What the child does between fork and exec, all paths prepared in advance.
 pub(super) struct EnterPlan {
-    /// The prepared root (an overlay mount point) as seen from the parent.
-    pub root: CString,
+    /// A detached copy of the container's mount tree, for this process alone.
+    pub root: OwnedFd,
     /// Working directory inside the new root (already created).
     pub cwd: CString,
     /// Credentials.
@@ -30,9 +31,9 @@ pub(super) struct EnterPlan {
     pub groups: Vec<Gid>,
 }
 
-/// Installs the hook on `command`: new mount namespace, private propagation, pivot_root
-/// into the plan's root and detach the old one, working dir, groups, gid, uid,
-/// `no_new_privs`, every inherited fd above stderr marked close-on-exec, signal mask empty.
+/// Installs the hook on `command`: new mount namespace, private propagation, the plan's
+/// root tree attached on top of `/` and pivoted into, the old root detached, working dir,
+/// groups, gid, uid, `no_new_privs`, every inherited fd above stderr marked close-on-exec, signal mask empty.
 pub(super) fn enter_on_exec(command: &mut Command, plan: EnterPlan) {
     let hook = move || -> std::io::Result<()> {
         let sys = |r: nix::Result<()>| r.map_err(std::io::Error::from);
@@ -44,7 +45,8 @@ pub(super) fn enter_on_exec(command: &mut Command, plan: EnterPlan) {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         ))?;
-        sys(chdir(plan.root.as_c_str()))?;
+        // The tree is entered through its fd, never through a path.
+        crate::detached::enter_over_root(&plan.root)?;
         // pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
         // then removes the old root, leaving only the container's tree in this namespace.
         sys(pivot_root(".", "."))?;
@@ -72,9 +74,10 @@ pub(super) fn enter_on_exec(command: &mut Command, plan: EnterPlan) {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child before exec. It only calls async-signal-safe
-    // system calls (unshare, mount, chdir, pivot_root, umount2, setgroups, setres[ug]id,
-    // prctl, close_range, sigprocmask) on data prepared before the fork; nix's path
-    // arguments are `CStr`/short `&str` copied to the stack, so nothing allocates or locks.
+    // system calls (unshare, mount, move_mount, fchdir, pivot_root, umount2, chdir,
+    // setgroups, setres[ug]id, prctl, close_range, sigprocmask) on data prepared before the
+    // fork; nix's and rustix's path arguments are `CStr`s or short `&str`s copied to the
+    // stack, so nothing allocates or locks.
     unsafe {
         command.pre_exec(hook);
     }

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 
 pub mod enclave;
 pub mod gpg;
+pub mod inotify;
 pub mod kbs;
 pub mod process;
 pub mod proxy;
