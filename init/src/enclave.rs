@@ -2,10 +2,10 @@
 //! request, starts the container process on `create_process`, reaps every zombie, forwards
 //! the host's `kill`s, and tears everything down on `destroy` (or when the host goes away).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use encc_rootfs::container::SpawnError;
+use encc_rootfs::container::{ContainerProcess, SpawnError};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -33,9 +33,12 @@ pub enum Requests {
     PalAndDebugOpen,
 }
 
-/// When the current process was started as an enclave (by [`encc_interface::host::Enclave`]), runs
-/// PID 1 and exits; otherwise returns. Call first thing in `main`.
+/// When the current process was started as an enclave (by
+/// [`encc_interface::host::Enclave`]), runs PID 1 and exits; when it was started as a
+/// container's PID 1 by an enclave, runs that and exits; otherwise returns. Call first thing
+/// in `main`.
 pub fn run_if_requested(accepted: Requests) {
+    encc_rootfs::container::run_pid1_if_requested();
     let Some(fd) = std::env::var_os(CONTROL_FD_ENV) else {
         return;
     };
@@ -76,7 +79,8 @@ struct Pid1 {
     accepted: Requests,
     signals: SignalFd,
     running: Option<Running>,
-    containers: BTreeSet<i32>,
+    /// Running containers by the pid of their PID 1.
+    containers: BTreeMap<i32, ContainerProcess>,
 }
 
 /// Why the enclave could not start.
@@ -111,7 +115,7 @@ impl Pid1 {
             accepted,
             signals,
             running: None,
-            containers: BTreeSet::new(),
+            containers: BTreeMap::new(),
         })
     }
 
@@ -273,10 +277,13 @@ impl Pid1 {
             Err(e) => return failed(libc::EPERM, e.to_string()),
         };
         match running.root.spawn(&spec, stdio) {
-            Ok(pid) => {
-                let pid = pid as i32;
-                log::info!("started {:?} as pid {pid}", spec.argv);
-                self.containers.insert(pid);
+            Ok(process) => {
+                let pid = process.pid() as i32;
+                log::info!(
+                    "started {:?} in a container whose PID 1 is {pid}",
+                    spec.argv
+                );
+                self.containers.insert(pid, process);
                 Reply::Started { pid }
             }
             Err(e) => {
@@ -298,8 +305,8 @@ impl Pid1 {
             };
         };
         let targets: Vec<i32> = if pid == -1 {
-            self.containers.iter().copied().collect()
-        } else if self.containers.contains(&pid) {
+            self.containers.keys().copied().collect()
+        } else if self.containers.contains_key(&pid) {
             vec![pid]
         } else {
             return Reply::Failed {
@@ -327,7 +334,8 @@ impl Pid1 {
                 Ok(_) => continue,
             };
             let pid = pid.as_raw();
-            if self.containers.remove(&pid) {
+            if let Some(process) = self.containers.remove(&pid) {
+                let status = process.exit_status(status);
                 log::info!("container process {pid} ended with wait status {status:#x}");
                 self.reply(&Reply::Exited { pid, status });
             }

@@ -126,12 +126,10 @@ pub fn open_seal(
             )
             .map_err(|_| unauthentic())?,
     );
-    let mut key = [0u8; KEY_LEN];
-    key.copy_from_slice(&plain[..KEY_LEN]);
-    let mut root = [0u8; 32];
-    root.copy_from_slice(&plain[KEY_LEN..]);
-    let key = DataKey::from_bytes(key);
-    Ok((key, RootHash(root)))
+    let (key, root) = plain.split_at(KEY_LEN);
+    let key = DataKey::from_bytes(key.try_into().map_err(|_| unauthentic())?);
+    let root = RootHash(root.try_into().map_err(|_| unauthentic())?);
+    Ok((key, root))
 }
 
 #[cfg(test)]

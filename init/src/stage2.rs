@@ -76,7 +76,7 @@ pub(crate) fn open_pulled(
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     hex::decode_to_slice(key_hex, bytes.as_mut_slice())
         .map_err(|_| anyhow::anyhow!("the data key is not {} hex digits", KEY_LEN * 2))?;
-    let key = DataKey::from_bytes(*bytes);
+    let key = DataKey::from_bytes(&bytes);
     let reader = RootfsReader::open(&image_path, &key)?;
     log::info!(
         "rootfs measurement {} ({})",

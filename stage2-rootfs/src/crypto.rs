@@ -13,6 +13,15 @@ const KEY_ID_DOMAIN: &[u8] = b"encc-rootfs v1 key id";
 const IMAGE_ID_DOMAIN: &[u8] = b"encc-rootfs v1 image id";
 const SUPERBLOCK_AAD: &[u8] = b"encc-rootfs v1 superblock";
 
+/// The AES key schedules (plain AES and the one inside AES-256-GCM-SIV) and the data key are
+/// wiped on drop: this stops compiling if the `aes` crate loses its `zeroize` feature
+/// (workspace Cargo.toml).
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<aes::Aes256>();
+    wiped_on_drop::<DataKey>();
+};
+
 /// SHA-256, the hash of the Merkle tree (rs_merkle's algorithm).
 pub type TreeHasher = rs_merkle::algorithms::Sha256;
 
@@ -129,7 +138,7 @@ fn superblock_nonce() -> Nonce {
 /// The key id stored in the plaintext header: a hash of the key, so opening an image with
 /// another key is reported as "wrong key" rather than as corruption.
 pub fn key_id(key: &DataKey) -> [u8; 8] {
-    let digest = TreeHasher::hash(&[KEY_ID_DOMAIN, key.as_bytes()].concat());
+    let digest = TreeHasher::hash(&Zeroizing::new([KEY_ID_DOMAIN, key.as_bytes()].concat()));
     let mut id = [0u8; 8];
     id.copy_from_slice(&digest[..8]);
     id
@@ -138,7 +147,7 @@ pub fn key_id(key: &DataKey) -> [u8; 8] {
 /// The image id used when the caller gives none: derived from the key, so that builds are
 /// deterministic. Images that share a key and id are still told apart by their Merkle roots.
 pub fn default_image_id(key: &DataKey) -> [u8; 16] {
-    let digest = TreeHasher::hash(&[IMAGE_ID_DOMAIN, key.as_bytes()].concat());
+    let digest = TreeHasher::hash(&Zeroizing::new([IMAGE_ID_DOMAIN, key.as_bytes()].concat()));
     let mut id = [0u8; 16];
     id.copy_from_slice(&digest[..16]);
     id
@@ -155,7 +164,7 @@ mod tests {
     use crate::format::VERSION;
 
     fn cipher(key: u8, image: u8) -> ImageCipher {
-        let key = DataKey::from_bytes([key; 32]);
+        let key = DataKey::from_bytes(&[key; 32]);
         ImageCipher::new(
             &key,
             Header {

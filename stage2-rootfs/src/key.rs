@@ -50,16 +50,19 @@ pub enum KeyError {
 }
 
 impl DataKey {
-    /// Wraps raw key bytes.
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Self(bytes)
+    /// A copy of raw key bytes. Taken by reference, so that the caller's copy (best kept in a
+    /// `Zeroizing`) is the only other one: no by-value copy of the key is left on the stack.
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
+        let mut key = Self([0; KEY_LEN]);
+        key.0.copy_from_slice(bytes);
+        key
     }
 
-    /// A fresh key from the operating system's random source.
+    /// A fresh key from the operating system's random source, drawn into its final place.
     pub fn generate() -> Result<Self, KeyError> {
-        let mut bytes = [0u8; KEY_LEN];
-        getrandom::fill(&mut bytes).map_err(KeyError::Random)?;
-        Ok(Self(bytes))
+        let mut key = Self([0; KEY_LEN]);
+        getrandom::fill(&mut key.0).map_err(KeyError::Random)?;
+        Ok(key)
     }
 
     /// The raw key bytes.
@@ -81,9 +84,9 @@ impl DataKey {
         if hex_part.len() != 2 * KEY_LEN {
             return Err(format("wrong length"));
         }
-        let mut bytes = [0u8; KEY_LEN];
-        hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| format("not hexadecimal"))?;
-        Ok(Self(bytes))
+        let mut key = Self([0; KEY_LEN]);
+        hex::decode_to_slice(hex_part, &mut key.0).map_err(|_| format("not hexadecimal"))?;
+        Ok(key)
     }
 
     /// Writes the key as 64 hex characters and a newline to a new file of mode 0600.
@@ -99,7 +102,7 @@ impl DataKey {
             .mode(0o600)
             .open(path)
             .map_err(write_err)?;
-        let mut text = Zeroizing::new(hex::encode(self.0).into_bytes());
+        let mut text = Zeroizing::new(hex::encode(self.0.as_slice()).into_bytes());
         text.push(b'\n');
         if let Err(source) = file.write_all(&text).and_then(|()| file.sync_all()) {
             drop(file);
@@ -154,7 +157,7 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        let key = DataKey::from_bytes([0xab; 32]);
+        let key = DataKey::from_bytes(&[0xab; 32]);
         assert_eq!(format!("{key:?}"), "DataKey(<redacted>)");
     }
 }

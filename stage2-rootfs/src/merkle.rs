@@ -3,7 +3,10 @@
 //! Node rule (rs_merkle's): a parent is SHA-256(left || right); the last node of a level with
 //! an odd count is promoted unchanged. Leaves are [`crate::crypto::leaf_hash`] of each slot.
 //! The builder streams: leaf hashes are spooled to an unlinked temporary file, and each level
-//! is computed from the one below it, so memory does not grow with the image.
+//! is computed from the one below it, so memory does not grow with the image. Those files are
+//! on host storage, which the host can change at any moment: the root that becomes the
+//! measurement is therefore computed in memory from the leaves as they are pushed (a stack of
+//! O(log n) subtree roots), and the stored tree must end in that same root or the build fails.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -79,6 +82,38 @@ pub fn parent(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
 pub struct TreeWriter {
     spool: BufWriter<File>,
     leaves: u64,
+    root: RootAccumulator,
+}
+
+/// The Merkle root of the leaves pushed so far, from memory only: the roots of the perfect
+/// subtrees, largest first (a binary counter). Folding them from the right gives the same
+/// root as rs_merkle's level-by-level rule with odd nodes promoted.
+#[derive(Default)]
+struct RootAccumulator {
+    stack: Vec<(u32, [u8; 32])>,
+}
+
+impl RootAccumulator {
+    fn push(&mut self, leaf: &[u8; 32]) {
+        let mut node = (0, *leaf);
+        while let Some(&(height, left)) = self.stack.last() {
+            if height != node.0 {
+                break;
+            }
+            self.stack.pop();
+            node = (height + 1, parent(&left, Some(&node.1)));
+        }
+        self.stack.push(node);
+    }
+
+    fn root(&self) -> Option<[u8; 32]> {
+        let mut subtrees = self.stack.iter().rev();
+        let mut root = subtrees.next()?.1;
+        for (_, left) in subtrees {
+            root = parent(left, Some(&root));
+        }
+        Some(root)
+    }
 }
 
 impl TreeWriter {
@@ -87,12 +122,14 @@ impl TreeWriter {
         Ok(Self {
             spool: BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(dir)?),
             leaves: 0,
+            root: RootAccumulator::default(),
         })
     }
 
     /// Adds the next leaf.
     pub fn push(&mut self, leaf: &[u8; 32]) -> io::Result<()> {
         self.leaves += 1;
+        self.root.push(leaf);
         self.spool.write_all(leaf)
     }
 
@@ -101,8 +138,16 @@ impl TreeWriter {
         self.leaves
     }
 
-    /// Writes all levels to `out` starting at byte `offset`; returns the root.
+    /// Writes all levels to `out` starting at byte `offset`; returns the root computed in
+    /// memory. Fails if the levels read back from the files end in another root (the host
+    /// changed the spool or `out` meanwhile), or if no leaf was pushed.
     pub fn write_to(self, out: &File, offset: u64) -> io::Result<[u8; 32]> {
+        let Some(expected) = self.root.root() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Merkle tree needs at least one leaf",
+            ));
+        };
         let shape = TreeShape::new(self.leaves);
         let mut spool = self
             .spool
@@ -124,12 +169,19 @@ impl TreeWriter {
             let here = offset + shape.start(level) * NODE_SIZE as u64;
             build_level(out, below, shape.len(level - 1), here, &mut buf)?;
         }
-        let mut root = [0u8; 32];
+        let mut stored = [0u8; 32];
         out.read_exact_at(
-            &mut root,
+            &mut stored,
             offset + shape.start(shape.levels() - 1) * NODE_SIZE as u64,
         )?;
-        Ok(root)
+        if stored != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the Merkle tree written to host storage does not end in the root of the sealed \
+                 slots (its files were changed during the build)",
+            ));
+        }
+        Ok(expected)
     }
 }
 
@@ -212,6 +264,51 @@ mod tests {
             assert_eq!(root, expected, "{n} leaves");
             let len = out.metadata().unwrap().len();
             assert_eq!(len, 100 + TreeShape::new(n).total_bytes());
+        }
+    }
+
+    #[test]
+    fn in_memory_root_matches_rs_merkle() {
+        for n in 1..=300 {
+            let leaves = leaves(n);
+            let mut acc = RootAccumulator::default();
+            leaves.iter().for_each(|leaf| acc.push(leaf));
+            let expected = MerkleTree::<TreeHasher>::from_leaves(&leaves).root();
+            assert_eq!(acc.root(), expected, "{n} leaves");
+        }
+        assert_eq!(RootAccumulator::default().root(), None);
+    }
+
+    /// The host rewrites the leaf spool (an unlinked file in the image's directory, reachable
+    /// through /proc/PID/fd) before the tree is built: the root must still be the one over
+    /// the leaves the builder pushed, or the build must fail; never a root over its leaves.
+    #[test]
+    fn a_host_changing_the_spool_cannot_choose_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaves = leaves(4000); // more than the spool's 64 KiB buffer: some reach the file
+        let mut w = TreeWriter::new(dir.path()).unwrap();
+        for leaf in &leaves {
+            w.push(leaf).unwrap();
+        }
+        let spool = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|fd| {
+                std::fs::read_link(fd).is_ok_and(|target| {
+                    target.starts_with(dir.path())
+                        && target.to_string_lossy().ends_with(" (deleted)")
+                })
+            })
+            .expect("the spool's descriptor");
+        let host = std::fs::OpenOptions::new().write(true).open(spool).unwrap();
+        host.write_all_at(&[0x55; 32 * 100], 0).unwrap();
+        let out = tempfile::tempfile().unwrap();
+        let expected = MerkleTree::<TreeHasher>::from_leaves(&leaves)
+            .root()
+            .unwrap();
+        match w.write_to(&out, 0) {
+            Ok(root) => assert_eq!(root, expected),
+            Err(e) => assert!(e.to_string().contains("changed during the build"), "{e}"),
         }
     }
 }

@@ -120,7 +120,7 @@ fn read_all(r: &RootfsReader, path: &str) -> Result<Vec<u8>, ReadError> {
 }
 
 fn sample(dir: &Path) -> (PathBuf, DataKey) {
-    let key = DataKey::from_bytes([42; 32]);
+    let key = DataKey::from_bytes(&[42; 32]);
     let path = dir.join("img");
     build_sample(&path, &key);
     (path, key)
@@ -229,7 +229,7 @@ fn round_trip_every_kind() {
 #[test]
 fn entries_replace_and_remove() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([1; 32]);
+    let key = DataKey::from_bytes(&[1; 32]);
     let path = dir.path().join("img");
     let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
     b.add_file(&p("a/b/file"), meta(0o644, 0), &mut &b"1"[..])
@@ -275,7 +275,7 @@ fn entries_replace_and_remove() {
 #[test]
 fn large_sparse_file_over_4gib() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([3; 32]);
+    let key = DataKey::from_bytes(&[3; 32]);
     let path = dir.path().join("img");
     let size = (5u64 << 30) + 3;
     let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
@@ -307,7 +307,7 @@ fn large_sparse_file_over_4gib() {
 #[test]
 fn builds_are_deterministic_and_key_dependent() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([9; 32]);
+    let key = DataKey::from_bytes(&[9; 32]);
     let (a, b, c) = (
         dir.path().join("a"),
         dir.path().join("b"),
@@ -317,7 +317,7 @@ fn builds_are_deterministic_and_key_dependent() {
     let sb = build_sample(&b, &key);
     assert_eq!(sa.root_hash, sb.root_hash);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-    let sc = build_sample(&c, &DataKey::from_bytes([10; 32]));
+    let sc = build_sample(&c, &DataKey::from_bytes(&[10; 32]));
     assert_ne!(sa.root_hash, sc.root_hash);
     let (ba, bc) = (std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap());
     assert_eq!(ba.len(), bc.len());
@@ -454,7 +454,7 @@ fn swapped_blocks_truncation_appending_and_wrong_key() {
         RootfsReader::open(&bad, &key),
         Err(OpenError::NotAnImage { .. })
     ));
-    let wrong = DataKey::from_bytes([43; 32]);
+    let wrong = DataKey::from_bytes(&[43; 32]);
     let err = RootfsReader::open(&path, &wrong).err().unwrap();
     assert!(matches!(err, OpenError::WrongKey { .. }));
     assert!(err.to_string().contains(&path.display().to_string()));
@@ -463,7 +463,7 @@ fn swapped_blocks_truncation_appending_and_wrong_key() {
 #[test]
 fn dropped_builder_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([1; 32]);
+    let key = DataKey::from_bytes(&[1; 32]);
     let path = dir.path().join("img");
     {
         let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
@@ -476,7 +476,7 @@ fn dropped_builder_leaves_nothing() {
 #[test]
 fn layer_transactions_commit_and_abort() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([5; 32]);
+    let key = DataKey::from_bytes(&[5; 32]);
     let path = dir.path().join("img");
     let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
     b.begin_layer().unwrap();
@@ -526,7 +526,7 @@ fn layer_transactions_commit_and_abort() {
 #[test]
 fn resolve_in_root_never_leaves_the_image() {
     let dir = tempfile::tempdir().unwrap();
-    let key = DataKey::from_bytes([6; 32]);
+    let key = DataKey::from_bytes(&[6; 32]);
     let mut b =
         RootfsBuilder::create(&dir.path().join("img"), &key, BuildOptions::default()).unwrap();
     b.add_directory(&p("usr/lib"), meta(0o755, 0)).unwrap();

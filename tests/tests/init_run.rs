@@ -97,7 +97,7 @@ fn busybox_runs_with_the_image_user_workdir_env_and_hostname() {
     assert!(lines.contains(&"enclave-test"), "{stdout}");
     assert!(lines.contains(&"image-file-marker-5c1e"), "{stdout}");
     assert!(lines.contains(&"proc1-ok"), "{stdout}");
-    // PID 1 of the container's pid namespace is encc's init, not the host's.
+    // PID 1 of the container's pid namespace is its reaper, not the host's init.
     assert!(stdout.contains("127.0.1.1\tenclave-test"), "{stdout}");
 }
 

@@ -7,7 +7,7 @@ use aes_gcm::aes::{Aes128, Aes192, Aes256};
 use aes_gcm::AesGcm;
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ModulusSize, ToEncodedPoint};
 use p256::elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize, PublicKey, SecretKey};
-use rsa::{Oaep, RsaPrivateKey};
+use rsa::Oaep;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -135,11 +135,13 @@ fn unwrap_cek(
 ) -> Result<Option<Zeroizing<Vec<u8>>>, JweError> {
     match (alg, &key.material) {
         (KeyAlg::RsaOaep, KeyMaterial::Rsa(rsa)) => {
-            Ok(rsa_oaep(rsa, Oaep::new::<sha1::Sha1>(), encrypted_key))
+            Ok(rsa_oaep(rsa, Oaep::<sha1::Sha1>::new(), encrypted_key))
         }
-        (KeyAlg::RsaOaep256, KeyMaterial::Rsa(rsa)) => {
-            Ok(rsa_oaep(rsa, Oaep::new::<Sha256>(), encrypted_key))
-        }
+        (KeyAlg::RsaOaep256, KeyMaterial::Rsa(rsa)) => Ok(rsa_oaep(
+            rsa,
+            Oaep::<rsa::sha2::Sha256>::new(),
+            encrypted_key,
+        )),
         (KeyAlg::EcdhEsKw(kek_len), _) => {
             let epk = header
                 .get("epk")
@@ -165,11 +167,17 @@ fn unwrap_cek(
     }
 }
 
-fn rsa_oaep(
-    key: &RsaPrivateKey,
-    padding: Oaep,
+/// RSA-OAEP decryption with rsa 0.10: constant-time modular exponentiation (crypto-bigint),
+/// base, exponent and modulus blinding from the system RNG, and a constant-time OAEP padding
+/// check (RUSTSEC-2023-0071, the Marvin timing attack, was rsa 0.9's variable-time path).
+fn rsa_oaep<D>(
+    key: &rsa::PrivateKey,
+    padding: Oaep<D>,
     encrypted_key: &[u8],
-) -> Option<Zeroizing<Vec<u8>>> {
+) -> Option<Zeroizing<Vec<u8>>>
+where
+    D: rsa::sha2::Digest + rsa::sha2::digest::FixedOutputReset,
+{
     key.decrypt(padding, encrypted_key).ok().map(Zeroizing::new)
 }
 

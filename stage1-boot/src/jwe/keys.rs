@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
+use p256::pkcs8::DecodePrivateKey as _;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::der::pem;
-use rsa::pkcs8::DecodePrivateKey;
+use rsa::pkcs8::DecodePrivateKey as _;
 use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPrivateKey};
+use rsa::BoxedUint;
 use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -96,7 +97,7 @@ pub struct PrivateKey {
 
 /// The key itself; every variant zeroizes on drop.
 pub(super) enum KeyMaterial {
-    Rsa(Box<RsaPrivateKey>),
+    Rsa(Box<rsa::PrivateKey>),
     P256(p256::SecretKey),
     P384(p384::SecretKey),
     P521(p521::SecretKey),
@@ -235,12 +236,12 @@ fn looks_like_encrypted_pkcs8(der: &[u8]) -> bool {
 }
 
 fn from_pkcs1(der: &[u8]) -> Result<PrivateKey, KeyError> {
-    let key = RsaPrivateKey::from_pkcs1_der(der).map_err(KeyError::Pkcs1)?;
+    let key = rsa::PrivateKey::from_pkcs1_der(der).map_err(KeyError::Pkcs1)?;
     Ok(PrivateKey::new(KeyMaterial::Rsa(Box::new(key))))
 }
 
 fn from_pkcs8(der: &[u8]) -> Result<PrivateKey, KeyError> {
-    let material = if let Ok(key) = RsaPrivateKey::from_pkcs8_der(der) {
+    let material = if let Ok(key) = rsa::PrivateKey::from_pkcs8_der(der) {
         KeyMaterial::Rsa(Box::new(key))
     } else if let Ok(key) = p256::SecretKey::from_pkcs8_der(der) {
         KeyMaterial::P256(key)
@@ -303,19 +304,31 @@ fn from_jwk(json: &[u8]) -> Result<PrivateKey, KeyError> {
     Ok(PrivateKey::new(material))
 }
 
-fn rsa_from_jwk(jwk: &Jwk, d: &[u8]) -> Result<RsaPrivateKey, KeyError> {
-    let uint = |bytes: &[u8]| BigUint::from_bytes_be(bytes);
+fn rsa_from_jwk(jwk: &Jwk, d: &[u8]) -> Result<rsa::PrivateKey, KeyError> {
     let n = b64_member(jwk.n.as_deref(), "missing RSA member \"n\"")?;
     let e = b64_member(jwk.e.as_deref(), "missing RSA member \"e\"")?;
+    // The private values get the modulus's width, as rsa's own PKCS#1 decoder gives them.
+    let width = |bytes: &[u8]| u32::try_from(bytes.len() * 8).ok();
+    let n_bits = width(&n).ok_or(KeyError::Jwk("RSA member \"n\" is too long"))?;
+    let uint = |bytes: &[u8], bits: u32| {
+        BoxedUint::from_be_slice(bytes, bits)
+            .map_err(|_| KeyError::Jwk("RSA member is longer than the modulus"))
+    };
+    let e_bits = width(&e).ok_or(KeyError::Jwk("RSA member \"e\" is too long"))?;
     let primes = match (jwk.p.as_deref(), jwk.q.as_deref()) {
         (Some(p), Some(q)) => vec![
-            uint(&b64_member(Some(p), "")?),
-            uint(&b64_member(Some(q), "")?),
+            uint(&b64_member(Some(p), "")?, n_bits)?,
+            uint(&b64_member(Some(q), "")?, n_bits)?,
         ],
         _ => Vec::new(),
     };
-    let key = RsaPrivateKey::from_components(uint(&n), uint(&e), uint(d), primes)
-        .map_err(KeyError::Rsa)?;
+    let key = rsa::PrivateKey::from_components(
+        uint(&n, n_bits)?,
+        uint(&e, e_bits)?,
+        uint(d, n_bits)?,
+        primes,
+    )
+    .map_err(KeyError::Rsa)?;
     key.validate().map_err(KeyError::Rsa)?;
     Ok(key)
 }

@@ -12,11 +12,11 @@ use p256::elliptic_curve::ecdh::diffie_hellman;
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ModulusSize, ToEncodedPoint};
 use p256::elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize, PublicKey, SecretKey};
 use rand_core::OsRng;
-use rsa::RsaPublicKey;
-use rsa::{Oaep, RsaPrivateKey};
+use rsa::pkcs8::EncodePrivateKey;
 use serde_json::json;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::process::Command;
 use std::sync::OnceLock;
 
 const PLAINTEXT: &[u8] = br#"{"symkey":"c2VjcmV0","cipheroptions":{"nonce":"AAAA"}}"#;
@@ -25,16 +25,45 @@ fn e64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Runs openssl in `dir`; its standard output.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openssl {args:?} failed: {stderr}");
+    out.stdout
+}
+
+/// RSA-2048 keys made by openssl, as PEM.
 fn rsa_key(i: usize) -> PrivateKey {
-    static KEYS: OnceLock<Vec<RsaPrivateKey>> = OnceLock::new();
+    static KEYS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     let keys = KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
         (0..2)
-            .map(|_| RsaPrivateKey::new(&mut OsRng, 2048).unwrap())
+            .map(|_| openssl(dir.path(), &["genrsa", "2048"]))
             .collect()
     });
-    PrivateKey {
-        material: KeyMaterial::Rsa(Box::new(keys[i].clone())),
-    }
+    PrivateKey::from_bytes(&keys[i]).unwrap()
+}
+
+/// `cek` wrapped for `key` by openssl (not by the rsa crate that unwraps it), with OAEP over
+/// SHA-1 (`RSA-OAEP`) or SHA-256 (`RSA-OAEP-256`, MGF1 with SHA-256 too, as RFC 7518 says).
+fn openssl_oaep(key: &rsa::PrivateKey, alg: &str, cek: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = key.to_pkcs8_pem(Default::default()).unwrap();
+    std::fs::write(dir.path().join("k.pem"), pem.as_bytes()).unwrap();
+    std::fs::write(dir.path().join("cek"), cek).unwrap();
+    let md = if alg == "RSA-OAEP" { "sha1" } else { "sha256" };
+    let (oaep_md, mgf1_md) = (format!("rsa_oaep_md:{md}"), format!("rsa_mgf1_md:{md}"));
+    let args = ["pkeyutl", "-encrypt", "-inkey", "k.pem", "-in", "cek"];
+    let opts = ["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", &oaep_md];
+    openssl(
+        dir.path(),
+        &[&args[..], &opts[..], &["-pkeyopt", &mgf1_md]].concat(),
+    )
 }
 
 fn ec_key(crv: &str) -> PrivateKey {
@@ -111,15 +140,7 @@ where
 /// Wraps `cek` for `key` with `alg`; returns the recipient header and encrypted key.
 fn recipient(key: &PrivateKey, alg: &str, cek: &[u8]) -> (Value, Vec<u8>) {
     match &key.material {
-        KeyMaterial::Rsa(k) => {
-            let public = RsaPublicKey::from(k.as_ref());
-            let padding = match alg {
-                "RSA-OAEP" => Oaep::new::<sha1::Sha1>(),
-                _ => Oaep::new::<Sha256>(),
-            };
-            let ek = public.encrypt(&mut OsRng, padding, cek).unwrap();
-            (json!({ "alg": alg }), ek)
-        }
+        KeyMaterial::Rsa(k) => (json!({ "alg": alg }), openssl_oaep(k, alg, cek)),
         KeyMaterial::P256(k) => ecdh_recipient(&k.public_key(), "P-256", alg, cek),
         KeyMaterial::P384(k) => ecdh_recipient(&k.public_key(), "P-384", alg, cek),
         KeyMaterial::P521(k) => ecdh_recipient(&k.public_key(), "P-521", alg, cek),

@@ -22,7 +22,8 @@ const MAX_BODY: u64 = 16 << 20;
 /// How to reach the KBS.
 #[derive(Debug, Clone)]
 pub struct KbsConfig {
-    /// Base URL, e.g. `https://kbs.example:8080`. Plain `http://` only to loopback.
+    /// Base URL, e.g. `https://kbs.example:8080`. Plain `http://` only to loopback, and never
+    /// with the `sgx` attester (loopback is the host's under Occlum: a KBS is HTTPS there).
     pub url: String,
     /// Which evidence to present.
     pub attester: AttesterKind,
@@ -42,7 +43,15 @@ impl KbsConfig {
             timeout: Duration::from_secs(30),
         }
     }
+
+    /// Checks the URL against the attester; the base URL (without a trailing `/`).
+    pub fn validate(&self) -> Result<String, KbsError> {
+        check_url(&self.url, self.attester)
+    }
 }
+
+/// A session cookie's value, wiped on drop.
+type Cookie = Zeroizing<String>;
 
 /// An attested session: the cookie and token the KBS gave, and the key it encrypts to.
 struct Session {
@@ -79,7 +88,7 @@ impl KbsClient {
         config: &KbsConfig,
         attester: Box<dyn Attester>,
     ) -> Result<Self, KbsError> {
-        let base = check_url(&config.url)?;
+        let base = config.validate()?;
         let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
             .certs
             .into_iter()
@@ -158,13 +167,10 @@ impl KbsClient {
             };
             let mut req = self.agent.get(&url);
             req = match &current.cookie {
-                Some(cookie) => req.header(
-                    "Cookie",
-                    &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
-                ),
+                Some(cookie) => req.header("Cookie", cookie_header(cookie).as_str()),
                 None => req.header(
                     "Authorization",
-                    &format!("Bearer {}", current.token.as_str()),
+                    secret_concat(&["Bearer ", &current.token]).as_str(),
                 ),
             };
             let resp = req.call().map_err(|source| http_err(&url, source))?;
@@ -263,7 +269,7 @@ impl KbsClient {
         url: &str,
         body: &impl serde::Serialize,
         cookie: Option<&Zeroizing<String>>,
-    ) -> Result<(Vec<u8>, Option<Zeroizing<String>>), KbsError> {
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<Cookie>), KbsError> {
         let json = serde_json::to_vec(body).map_err(|e| KbsError::Protocol {
             url: url.to_owned(),
             reason: format!("cannot encode the request: {e}"),
@@ -273,10 +279,7 @@ impl KbsClient {
             .post(url)
             .header("Content-Type", "application/json");
         if let Some(cookie) = cookie {
-            req = req.header(
-                "Cookie",
-                &format!("{}={}", protocol::SESSION_COOKIE, cookie.as_str()),
-            );
+            req = req.header("Cookie", cookie_header(cookie).as_str());
         }
         let resp = req
             .send(&json[..])
@@ -302,8 +305,26 @@ fn http_err(url: &str, source: ureq::Error) -> KbsError {
     }
 }
 
-fn read_body(url: &str, resp: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, KbsError> {
-    let mut body = Vec::new();
+/// `kbs-session-id=VALUE`, wiped on drop.
+fn cookie_header(cookie: &str) -> Zeroizing<String> {
+    secret_concat(&[protocol::SESSION_COOKIE, "=", cookie])
+}
+
+/// The parts joined into a string allocated at its final size (no reallocation leaves a copy
+/// behind), wiped on drop.
+fn secret_concat(parts: &[&str]) -> Zeroizing<String> {
+    let mut joined = Zeroizing::new(String::with_capacity(parts.iter().map(|p| p.len()).sum()));
+    parts.iter().for_each(|part| joined.push_str(part));
+    joined
+}
+
+/// The body (at most [`MAX_BODY`] bytes), wiped on drop: an attestation answer holds the
+/// session token. Room for a typical answer is reserved so that growing leaves no copies.
+fn read_body(
+    url: &str,
+    resp: ureq::http::Response<ureq::Body>,
+) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+    let mut body = Zeroizing::new(Vec::with_capacity(64 << 10));
     resp.into_body()
         .into_reader()
         .take(MAX_BODY + 1)
@@ -335,7 +356,7 @@ fn session_cookie(resp: &ureq::http::Response<ureq::Body>) -> Option<Zeroizing<S
 
 /// `https://…`, or `http://…` to a loopback host: a resource is encrypted to the TEE key,
 /// but only TLS tells the client that the policy and keys come from the right KBS.
-fn check_url(url: &str) -> Result<String, KbsError> {
+fn check_url(url: &str, attester: AttesterKind) -> Result<String, KbsError> {
     let err = |reason| KbsError::Url {
         url: url.to_owned(),
         reason,
@@ -355,6 +376,9 @@ fn check_url(url: &str) -> Result<String, KbsError> {
     };
     match scheme {
         "https" => Ok(base.to_owned()),
+        "http" if attester == AttesterKind::Sgx => Err(err(
+            "plain HTTP is refused with the sgx attester (loopback is the host's there); use https://",
+        )),
         "http" if matches!(host, "127.0.0.1" | "localhost" | "::1") => Ok(base.to_owned()),
         "http" => Err(err(
             "plain HTTP is allowed only to a loopback KBS; use https://",
@@ -364,38 +388,4 @@ fn check_url(url: &str) -> Result<String, KbsError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            check_url("https://kbs.example:8080/").unwrap(),
-            "https://kbs.example:8080"
-        );
-        assert!(check_url("http://127.0.0.1:8080").is_ok());
-        assert!(check_url("http://[::1]:8080").is_ok());
-        for bad in [
-            "http://kbs.example",
-            "ftp://kbs.example",
-            "kbs.example",
-            "https://",
-            "https://user@kbs.example",
-            "https://kbs.example/?x",
-        ] {
-            let err = check_url(bad).unwrap_err();
-            assert!(err.to_string().contains(bad.trim_end_matches('/')), "{err}");
-        }
-    }
-
-    #[test]
-    fn an_unreachable_kbs_is_an_error_naming_the_resource() {
-        let mut config = KbsConfig::new("http://127.0.0.1:9");
-        config.timeout = Duration::from_secs(2);
-        let client = KbsClient::new(&config).unwrap();
-        let uri: ResourceUri = "kbs:///default/key/one".parse().unwrap();
-        let err = client.resource(&uri).unwrap_err();
-        assert!(err.to_string().contains("kbs:///default/key/one"), "{err}");
-        assert!(format!("{client:?}").contains("127.0.0.1:9"));
-    }
-}
+mod tests;

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::keyprovider::{
     AnnotationPacket, KekSource, KeyProviderError, PROVIDER_ATTESTATION_AGENT,
@@ -107,11 +107,14 @@ pub enum LayerKeyError {
     Cipher(String),
 }
 
-#[derive(Deserialize)]
+/// The private options; the base64 `symkey` is wiped on drop.
+#[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
 struct PrivateOptions {
     symkey: String,
+    #[zeroize(skip)]
     digest: Digest,
     #[serde(default)]
+    #[zeroize(skip)]
     cipheroptions: BTreeMap<String, String>,
 }
 

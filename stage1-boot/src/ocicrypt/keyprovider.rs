@@ -154,6 +154,13 @@ impl AnnotationPacket {
     }
 }
 
+/// The AES-CTR state (key schedule and keystream buffer) is wiped on drop: this stops
+/// compiling if `aes` or `ctr` loses its `zeroize` feature (workspace Cargo.toml).
+const _: fn() = || {
+    fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wiped_on_drop::<ctr::Ctr128BE<aes::Aes256>>();
+};
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

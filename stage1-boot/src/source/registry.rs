@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
+use zeroize::Zeroizing;
 
 use super::{embedded_media_type, read_document, Fetched, Source, SourceError};
 use crate::manifest::{Descriptor, MANIFEST_ACCEPT};
 use crate::reference::{DockerRef, ImageRef};
 
 mod auth;
+mod trust;
 
 pub use auth::{AuthData, Credentials};
 
@@ -30,13 +31,15 @@ pub struct RegistryOptions {
     pub authfile: Option<PathBuf>,
     /// Auth file contents to use instead of any file (wins over `authfile`).
     pub auth_data: Option<Arc<AuthData>>,
-    /// Registries (`host:port`) that may be reached over plain HTTP.
+    /// Registries (`host:port`) that may be reached over plain HTTP, and token realms
+    /// (`host:port`) that may get credentials over plain HTTP.
     pub insecure_registries: Vec<String>,
-    /// Whether a loopback address earns trust of its own (plain HTTP allowed because the
-    /// registry is on 127.0.0.1/::1/localhost). True by default (the native platform,
-    /// where loopback is the enclave's own machine). False when the attester is `sgx` or
-    /// the platform is Occlum, where loopback is the untrusted host: then a loopback
-    /// registry is reached over plain HTTP only if `insecure_registries` names it.
+    /// Whether a loopback registry (`localhost`, `127.0.0.0/8`, `::1`) is trusted to speak
+    /// plain HTTP without being listed in `insecure_registries`. True by default (tests and
+    /// debug setups on the native platform). Set it to false where loopback is the host's
+    /// (Occlum, or the `sgx` attester): then a loopback registry is reached over plain HTTP
+    /// only when listed in `insecure_registries`, so a host-supplied reference never
+    /// downgrades a registry to HTTP on its own.
     pub trust_loopback: bool,
     /// Timeout to connect and to wait for each response.
     pub timeout: Duration,
@@ -105,21 +108,20 @@ pub struct RegistrySource {
     base: String,
     auth: Mutex<auth::AuthState>,
     credentials: Option<Credentials>,
+    insecure_registries: Vec<String>,
 }
 
 impl RegistrySource {
     /// Connects (a `GET /v2/` ping decides between HTTPS and plain HTTP).
     pub fn new(image: DockerRef, options: &RegistryOptions) -> Result<Self, SourceError> {
         let reference = ImageRef::Docker(image.clone());
-        let plain_allowed = image.is_loopback()
-            || options.insecure_registries.contains(&image.registry)
-            || !options.tls_verify;
+        let schemes = trust::schemes(&image, options);
         let credentials = auth::find_credentials(
             &image,
             options.authfile.as_deref(),
             options.auth_data.as_deref(),
         )?;
-        let tls = tls_config(options)?;
+        let tls = trust::tls_config(options)?;
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(options.timeout))
@@ -138,12 +140,7 @@ impl RegistrySource {
             base: format!("https://{host}"),
             auth: Mutex::new(auth::AuthState::None),
             credentials,
-        };
-        // Loopback registries in tests and debug setups speak plain HTTP; try it first there.
-        let schemes: &[&str] = match (source.image.is_loopback(), plain_allowed) {
-            (true, _) => &["http", "https"],
-            (false, true) => &["https", "http"],
-            (false, false) => &["https"],
+            insecure_registries: options.insecure_registries.clone(),
         };
         // A scheme that is the wrong one shows as a transport error (a plain port failing
         // the TLS handshake) or HTTP 400 (a TLS port answering plain HTTP): then the next
@@ -189,7 +186,7 @@ impl RegistrySource {
                 req = req.header(*k, v);
             }
             if let Some(value) = self.lock_auth().header() {
-                req = req.header("Authorization", value);
+                req = req.header("Authorization", value.as_str());
             }
             let resp = req.call().map_err(|source| RegistryError::Http {
                 url: url.to_owned(),
@@ -206,11 +203,13 @@ impl RegistrySource {
             let Some(challenge) = challenge else {
                 return Ok(resp);
             };
+            let credentials = self.credentials.as_ref();
             let state = auth::answer(
                 &self.agent,
                 &self.image,
                 &challenge,
-                self.credentials.as_ref(),
+                credentials,
+                &|realm| trust::credentials_may_go_to(realm, &self.base, &self.insecure_registries),
             )?;
             *self.lock_auth() = state;
         }
@@ -368,44 +367,19 @@ fn status_error(url: &str, resp: ureq::http::Response<ureq::Body>, status: u16) 
     }
 }
 
-/// System roots plus `*.crt` files of the cert dir; verification off with `tls_verify=false`.
-fn tls_config(options: &RegistryOptions) -> Result<TlsConfig, RegistryError> {
-    let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
-        .certs
-        .into_iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    if let Some(dir) = &options.cert_dir {
-        let config_err = |source| RegistryError::Config {
-            path: dir.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(dir).map_err(config_err)? {
-            let path = entry.map_err(config_err)?.path();
-            if path.extension().is_some_and(|e| e == "crt") {
-                let pem = std::fs::read(&path).map_err(|source| RegistryError::Config {
-                    path: path.clone(),
-                    source,
-                })?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| RegistryError::Config {
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                })?;
-                roots.push(cert);
-            }
-        }
-    }
-    Ok(TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(roots)))
-        .disable_verification(!options.tls_verify)
-        .build())
+/// `user:password` → Basic header value. Both strings are allocated at their final size
+/// (no reallocation leaves a copy behind) and wiped on drop.
+fn basic(credentials: &Credentials) -> Zeroizing<String> {
+    let (user, password) = (&credentials.username, credentials.password.as_str());
+    let mut raw = Zeroizing::new(String::with_capacity(user.len() + 1 + password.len()));
+    raw.push_str(user);
+    raw.push(':');
+    raw.push_str(password);
+    let mut value = Zeroizing::new(String::with_capacity(6 + raw.len().div_ceil(3) * 4));
+    value.push_str("Basic ");
+    base64::engine::general_purpose::STANDARD.encode_string(raw.as_bytes(), &mut value);
+    value
 }
 
-/// `user:password` → Basic header value.
-fn basic(credentials: &Credentials) -> String {
-    let raw = format!("{}:{}", credentials.username, credentials.password.as_str());
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
+#[cfg(test)]
+mod tests;

@@ -143,7 +143,7 @@ impl PreparedRoot {
         mount_in_root(&root_fd, "tmp", "tmpfs", &tmp_opts, nosuid_nodev)?;
         mount_dev(&root_fd)?;
         let rw = nosuid_nodev | Attrs::MOUNT_ATTR_NOEXEC;
-        mount_in_root(&root_fd, "proc", "proc", &[], rw)?;
+        // /proc is mounted by the container's PID 1, in its own PID namespace.
         mount_in_root(&root_fd, "sys", "sysfs", &[], rw | Attrs::MOUNT_ATTR_RDONLY)?;
         self.tree = Some(root_fd);
         Ok(())

@@ -26,7 +26,7 @@ const MAX_READS_PER_FILE: usize = 4;
 /// The fixed key of the fuzz corpus: the seed images are written with it and every input is
 /// opened with it.
 pub fn fuzz_key() -> DataKey {
-    DataKey::from_bytes(*b"encc-fuzz-open_and_walk-key-0001")
+    DataKey::from_bytes(b"encc-fuzz-open_and_walk-key-0001")
 }
 
 /// What a walk reached.

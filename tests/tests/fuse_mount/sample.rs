@@ -35,7 +35,7 @@ pub fn start(test: &str) -> Option<MutexGuard<'static, ()>> {
 }
 
 pub fn key() -> DataKey {
-    DataKey::from_bytes([0x5a; 32])
+    DataKey::from_bytes(&[0x5a; 32])
 }
 
 pub fn path(p: &str) -> Result<RootfsPath> {

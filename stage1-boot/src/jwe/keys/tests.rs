@@ -164,16 +164,26 @@ fn refuses_encrypted_keys() {
 
 #[test]
 fn loads_jwks() {
-    let rsa = RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
-    let b = |x: &BigUint| B64URL.encode(x.to_bytes_be());
+    let dir = tempfile::tempdir().unwrap();
+    openssl(dir.path(), &["genrsa", "-out", "k.pem", "2048"]);
+    let rsa = rsa::PrivateKey::from_pkcs8_pem(
+        &String::from_utf8(std::fs::read(dir.path().join("k.pem")).unwrap()).unwrap(),
+    )
+    .unwrap();
+    // Big-endian without leading zero bytes, as JWK writes integers.
+    let b = |x: &BoxedUint| {
+        let bytes = x.to_be_bytes();
+        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+        B64URL.encode(&bytes[start..])
+    };
     let primes = rsa.primes();
     let jwk = format!(
         r#"{{"kty":"RSA","n":"{}","e":"{}","d":"{}","p":"{}","q":"{}"}}"#,
         b(rsa.n()),
         b(rsa.e()),
         b(rsa.d()),
-        b(&primes[0]),
-        b(&primes[1])
+        b(primes[0].as_ref()),
+        b(primes[1].as_ref())
     );
     assert_eq!(
         PrivateKey::from_bytes(jwk.as_bytes()).unwrap().kind(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 use ureq::Agent;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{basic, RegistryError};
 use crate::reference::{DockerRef, DOCKER_HUB};
@@ -52,7 +52,7 @@ impl fmt::Debug for AuthData {
     }
 }
 
-/// What to send in `Authorization`.
+/// What to send in `Authorization`; the values are wiped on drop.
 pub(super) enum AuthState {
     None,
     Basic(Zeroizing<String>),
@@ -60,22 +60,28 @@ pub(super) enum AuthState {
 }
 
 impl AuthState {
-    pub fn header(&self) -> Option<String> {
+    pub fn header(&self) -> Option<Zeroizing<String>> {
         match self {
             Self::None => None,
-            Self::Basic(value) => Some(value.to_string()),
-            Self::Bearer(token) => Some(format!("Bearer {}", token.as_str())),
+            Self::Basic(value) => Some(value.clone()),
+            Self::Bearer(token) => {
+                let mut value = Zeroizing::new(String::with_capacity(7 + token.len()));
+                value.push_str("Bearer ");
+                value.push_str(token);
+                Some(value)
+            }
         }
     }
 }
 
 /// Answers a challenge: fetches a pull token from the realm (with Basic credentials when
-/// known), or switches to Basic.
+/// known and `may_send_credentials` allows it for the realm's URL), or switches to Basic.
 pub(super) fn answer(
     agent: &Agent,
     image: &DockerRef,
     challenge: &str,
     credentials: Option<&Credentials>,
+    may_send_credentials: &dyn Fn(&str) -> bool,
 ) -> Result<AuthState, RegistryError> {
     let auth_err = |reason: String| RegistryError::Auth {
         registry: image.registry.clone(),
@@ -87,7 +93,7 @@ pub(super) fn answer(
         "basic" => {
             let creds = credentials
                 .ok_or_else(|| auth_err("Basic auth required and no credentials found".into()))?;
-            Ok(AuthState::Basic(Zeroizing::new(basic(creds))))
+            Ok(AuthState::Basic(basic(creds)))
         }
         "bearer" => {
             let realm = params
@@ -103,8 +109,16 @@ pub(super) fn answer(
             if let Some(service) = params.get("service") {
                 req = req.query("service", service);
             }
-            if let Some(creds) = credentials {
-                req = req.header("Authorization", &basic(creds));
+            match credentials {
+                Some(creds) if may_send_credentials(realm) => {
+                    req = req.header("Authorization", basic(creds).as_str());
+                }
+                Some(_) => log::warn!(
+                    "asking the token realm {realm} without the credentials for {}: plain HTTP \
+                     to a host not listed in insecure_registries",
+                    image.registry
+                ),
+                None => {}
             }
             let resp = req.call().map_err(|source| RegistryError::Http {
                 url: realm.clone(),
@@ -116,7 +130,7 @@ pub(super) fn answer(
                     "token server {realm} answered HTTP {status}"
                 )));
             }
-            #[derive(Deserialize)]
+            #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
             struct TokenResponse {
                 token: Option<String>,
                 access_token: Option<String>,
@@ -126,18 +140,22 @@ pub(super) fn answer(
                 .with_config()
                 .limit(1 << 20)
                 .read_to_vec()
+                .map(Zeroizing::new)
                 .map_err(|source| RegistryError::Http {
                     url: realm.clone(),
                     source: Box::new(source),
                 })?;
-            let parsed: TokenResponse = serde_json::from_slice(&body)
+            let mut parsed: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|e| auth_err(format!("token server {realm} sent invalid JSON: {e}")))?;
-            let token = parsed
-                .token
-                .or(parsed.access_token)
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| auth_err(format!("token server {realm} sent no token")))?;
-            Ok(AuthState::Bearer(Zeroizing::new(token)))
+            let token = Zeroizing::new(
+                parsed
+                    .token
+                    .take()
+                    .or_else(|| parsed.access_token.take())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| auth_err(format!("token server {realm} sent no token")))?,
+            );
+            Ok(AuthState::Bearer(token))
         }
         other => Err(auth_err(format!("unsupported auth scheme {other:?}"))),
     }
@@ -242,7 +260,8 @@ fn lookup(bytes: &[u8], image: &DockerRef) -> Result<Option<Credentials>, String
         #[serde(default)]
         auths: HashMap<String, AuthEntry>,
     }
-    #[derive(Deserialize)]
+    /// Wiped on drop: `auth` and `password` are secrets.
+    #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
     struct AuthEntry {
         auth: Option<String>,
         username: Option<String>,

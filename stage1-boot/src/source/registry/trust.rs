@@ -1,0 +1,141 @@
+//! What the trusted configuration lets the transport do: which schemes a registry is tried
+//! with, which token realms may receive credentials over plain HTTP, and which CAs count.
+
+use std::sync::Arc;
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use crate::reference::DockerRef;
+
+use super::{RegistryError, RegistryOptions};
+
+/// The schemes to try for `image`, in order. Plain HTTP only for a registry listed in
+/// `insecure_registries`, with `tls_verify` off, or on loopback while `trust_loopback` holds
+/// (tests and debug setups: tried first there).
+pub(super) fn schemes(image: &DockerRef, options: &RegistryOptions) -> &'static [&'static str] {
+    let trusted_loopback = options.trust_loopback && image.is_loopback();
+    let plain_allowed = trusted_loopback
+        || options.insecure_registries.contains(&image.registry)
+        || !options.tls_verify;
+    match (trusted_loopback, plain_allowed) {
+        (true, _) => &["http", "https"],
+        (false, true) => &["https", "http"],
+        (false, false) => &["https"],
+    }
+}
+
+/// Whether the registry's credentials may go to the token realm `realm`: over HTTPS, or over
+/// plain HTTP to a `host:port` listed in `insecure_registries` or to the registry itself when
+/// it is already reached over plain HTTP (`base`, e.g. `http://127.0.0.1:5000`). A realm on
+/// another host over plain HTTP gets none: anyone on the path would read them.
+pub(super) fn credentials_may_go_to(realm: &str, base: &str, insecure: &[String]) -> bool {
+    let Ok(uri) = realm.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    let Some(authority) = uri.authority().map(|a| a.as_str()) else {
+        return false;
+    };
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => {
+            insecure.iter().any(|r| r == authority)
+                || base.strip_prefix("http://") == Some(authority)
+        }
+        _ => false,
+    }
+}
+
+/// System roots plus `*.crt` files of the cert dir; verification off with `tls_verify=false`.
+pub(super) fn tls_config(options: &RegistryOptions) -> Result<TlsConfig, RegistryError> {
+    let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
+        .certs
+        .into_iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if let Some(dir) = &options.cert_dir {
+        let config_err = |source| RegistryError::Config {
+            path: dir.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(config_err)? {
+            let path = entry.map_err(config_err)?.path();
+            if path.extension().is_some_and(|e| e == "crt") {
+                let pem = std::fs::read(&path).map_err(|source| RegistryError::Config {
+                    path: path.clone(),
+                    source,
+                })?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| RegistryError::Config {
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                })?;
+                roots.push(cert);
+            }
+        }
+    }
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::Specific(Arc::new(roots)))
+        .disable_verification(!options.tls_verify)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docker(s: &str) -> DockerRef {
+        match s.parse().unwrap() {
+            crate::reference::ImageRef::Docker(d) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn loopback_speaks_plain_http_only_while_trusted_or_listed() {
+        let local = docker("127.0.0.1:5000/app");
+        let mut options = RegistryOptions::default();
+        assert_eq!(schemes(&local, &options), ["http", "https"]);
+        options.trust_loopback = false;
+        assert_eq!(schemes(&local, &options), ["https"]);
+        assert_eq!(schemes(&docker("localhost/app"), &options), ["https"]);
+        options.insecure_registries = vec!["127.0.0.1:5000".into()];
+        assert_eq!(schemes(&local, &options), ["https", "http"]);
+        assert_eq!(schemes(&docker("quay.io/app"), &options), ["https"]);
+    }
+
+    #[test]
+    fn credentials_go_to_https_realms_listed_hosts_and_the_plain_registry_itself() {
+        let listed = ["auth.local:8080".to_owned()];
+        let base = "http://127.0.0.1:5000";
+        assert!(credentials_may_go_to(
+            "https://auth.example/token",
+            base,
+            &[]
+        ));
+        assert!(credentials_may_go_to(
+            "http://127.0.0.1:5000/token",
+            base,
+            &[]
+        ));
+        assert!(credentials_may_go_to(
+            "http://auth.local:8080/t",
+            base,
+            &listed
+        ));
+        for realm in [
+            "http://127.0.0.1:5001/token",
+            "http://auth.example/token",
+            "http://user@127.0.0.1:5000/token",
+            "ftp://auth.example/token",
+            "not a url",
+        ] {
+            assert!(!credentials_may_go_to(realm, base, &listed), "{realm}");
+        }
+        // A registry reached over HTTPS shares nothing with a plain realm on its own host.
+        let tls_base = "https://127.0.0.1:5000";
+        assert!(!credentials_may_go_to(
+            "http://127.0.0.1:5000/token",
+            tls_base,
+            &[]
+        ));
+    }
+}
