@@ -95,7 +95,7 @@ struct Sizes {
 impl Sizes {
     fn for_input(input: &RenderInput) -> Result<Self, RenderError> {
         let user = input.user_space_size;
-        if user % MIB != 0 || !(MIN_USER_SPACE..=MAX_USER_SPACE).contains(&user) {
+        if !user.is_multiple_of(MIB) || !(MIN_USER_SPACE..=MAX_USER_SPACE).contains(&user) {
             return Err(invalid(
                 "user_space_size",
                 format!("{user} bytes is not a whole number of MiB between 512 MiB and 64 GiB"),
