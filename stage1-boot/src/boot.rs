@@ -185,6 +185,8 @@ impl Stage1 {
             keys.push(key);
         }
         let mut pull = config.pull.clone();
+        // A registry read waits no longer than a download may make no progress.
+        pull.registry.timeout = pull.registry.timeout.min(pull.stall_timeout);
         pull.decryption_keys = Arc::new(keys);
         pull.kbs = kbs;
         // The auth file is a path option shared with skopeo-like flags; it names a KBS

@@ -2,6 +2,10 @@
 //! size and sha256 → decompression → diff_id hash. It runs on its own thread and feeds the
 //! unpacker through a bounded channel, so decompression and building use both cores while
 //! memory stays bounded.
+//!
+//! Plain layers stream from the source. An encrypted layer is first received whole into an
+//! encrypted spool, its blob digest and HMAC are checked over the whole ciphertext
+//! ([`authenticate`]), and only then is it decrypted and decompressed ([`start_decrypting`]).
 
 use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -11,17 +15,23 @@ use std::thread::JoinHandle;
 use flate2::read::MultiGzDecoder;
 
 use crate::digest::{Digest, HashingReader};
+use crate::fetch::{BlobInput, Resuming, Spooled};
 use crate::manifest::{Compression, Descriptor};
-use crate::ocicrypt::blockcipher::{DecryptingReader, LayerKey};
 use crate::source::{Source, SourceError};
 use crate::spool::Spool;
+
+pub use crate::fetch::MAX_RESUMES;
+pub use encrypted::{authenticate, receive, start_decrypting, Received};
+
+mod encrypted;
 
 /// Chunks in flight between the decompressing thread and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
 /// Bytes per chunk.
 pub(crate) const CHUNK: usize = 256 * 1024;
-/// Times a dropped blob download is resumed with a Range request.
-pub const MAX_RESUMES: u32 = 3;
+/// Largest zstd window accepted (2^27 = 128 MiB, zstd's own default limit for decoding):
+/// a frame asking for more memory is refused.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Observes download progress.
 pub trait Progress: Send + Sync {
@@ -36,14 +46,12 @@ pub trait Progress: Send + Sync {
 /// What the fetching side found once the stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamDigests {
-    /// Digest of the blob as fetched.
+    /// Digest of the (decrypted) blob that was decompressed.
     pub blob: Digest,
     /// Its length.
     pub blob_size: u64,
     /// Digest of the uncompressed tar stream.
     pub diff_id: Digest,
-    /// Digest of the decrypted blob, for an encrypted layer.
-    pub decrypted: Option<Digest>,
 }
 
 /// Errors of the fetching side. Each names the blob.
@@ -108,11 +116,15 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
-    /// The layer's HMAC does not match its ciphertext: it was altered or cut.
-    #[error("encrypted blob {digest} failed its HMAC check (altered or truncated)")]
-    Hmac {
+    /// No byte of the blob arrived for the stall timeout.
+    #[error("download of blob {digest} made no progress for {seconds} s (at byte {offset})")]
+    Stalled {
         /// The blob.
         digest: Digest,
+        /// Bytes received.
+        offset: u64,
+        /// The stall timeout.
+        seconds: f64,
     },
     /// The unpacker stopped reading (it failed; its error is the one to report).
     #[error("unpacking of blob {digest} stopped")]
@@ -122,48 +134,44 @@ pub enum FetchError {
     },
 }
 
-/// Starts fetching and decompressing `descriptor` from the source on a new thread. Read the
-/// tar stream from the returned reader, then call [`LayerStream::finish`] for the digests.
+/// Starts fetching and decompressing a plain layer from the source on a new thread. Read
+/// the tar stream from the returned reader, then call [`LayerStream::finish`] for the
+/// digests. A download with no progress for `stall` fails.
 pub fn start(
     source: Arc<dyn Source>,
     descriptor: Descriptor,
     compression: Compression,
     index: usize,
     progress: Option<Arc<dyn Progress>>,
-    key: Option<LayerKey>,
+    stall: std::time::Duration,
 ) -> LayerStream {
-    let input = Resuming::new(source, descriptor.clone(), index, progress);
-    spawn(Box::new(input), descriptor, compression, index, key)
+    let input = Resuming::new(source, descriptor.clone(), index, progress, stall);
+    spawn(Box::new(input), descriptor.digest, compression, index)
 }
 
-/// Like [`start`], reading the blob from a spool that [`Prefetch`] filled.
+/// Like [`start`], reading a plain layer's blob from a spool that [`Prefetch`] filled.
+///
+/// [`Prefetch`]: crate::prefetch::Prefetch
 pub fn start_spooled(
     spool: Spool,
-    descriptor: Descriptor,
+    descriptor: &Descriptor,
     compression: Compression,
     index: usize,
-    key: Option<LayerKey>,
 ) -> LayerStream {
-    let input = Spooled {
-        reader: spool.reader(),
-        digest: descriptor.digest,
-        failure: None,
-    };
-    spawn(Box::new(input), descriptor, compression, index, key)
+    let input = Spooled::new(spool, descriptor.digest);
+    spawn(Box::new(input), descriptor.digest, compression, index)
 }
 
-fn spawn(
+pub(crate) fn spawn(
     input: Box<dyn BlobInput>,
-    descriptor: Descriptor,
+    digest: Digest,
     compression: Compression,
     index: usize,
-    key: Option<LayerKey>,
 ) -> LayerStream {
-    let digest = descriptor.digest;
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     let handle = std::thread::Builder::new()
         .name(format!("layer-{index}"))
-        .spawn(move || produce(input, &descriptor, compression, key.as_ref(), &tx));
+        .spawn(move || produce(input, digest, compression, &tx));
     LayerStream {
         digest,
         rx: Some(rx),
@@ -171,12 +179,6 @@ fn spawn(
         pos: 0,
         handle,
     }
-}
-
-/// A blob byte stream that can name the precise cause when it fails.
-pub(crate) trait BlobInput: Read + Send {
-    /// The error behind the last failed read, if this stream knows it.
-    fn take_failure(&mut self) -> Option<FetchError>;
 }
 
 /// The consuming end of a layer pipeline: `Read` over the uncompressed tar stream.
@@ -228,38 +230,23 @@ impl Read for LayerStream {
 
 fn produce(
     input: Box<dyn BlobInput>,
-    descriptor: &Descriptor,
+    digest: Digest,
     compression: Compression,
-    key: Option<&LayerKey>,
     tx: &SyncSender<io::Result<Vec<u8>>>,
 ) -> Result<StreamDigests, FetchError> {
-    let digest = descriptor.digest;
     let mut blob = HashingReader::new(input);
-    let result = match key {
-        None => decompress_into(&mut blob, compression, tx).map(|diff_id| (diff_id, None)),
-        Some(key) => {
-            // Decrypt between fetch and decompression; reading the plaintext to its end
-            // checks the HMAC over the whole ciphertext.
-            let mut plain = HashingReader::new(DecryptingReader::new(&mut blob, key));
-            decompress_into(&mut plain, compression, tx).and_then(|diff_id| {
-                io::copy(&mut plain, &mut io::sink())?;
-                Ok((diff_id, Some(plain.finish().0)))
-            })
-        }
-    }
-    .and_then(|digests| {
+    let result = decompress_into(&mut blob, compression, tx).and_then(|diff_id| {
         // Bytes after the compressed stream count for the blob digest too.
         io::copy(&mut blob, &mut io::sink())?;
-        Ok(digests)
+        Ok(diff_id)
     });
     match result {
-        Ok((diff_id, decrypted)) => {
+        Ok(diff_id) => {
             let (blob_digest, blob_size) = blob.finish();
             Ok(StreamDigests {
                 blob: blob_digest,
                 blob_size,
                 diff_id,
-                decrypted,
             })
         }
         Err(e) => {
@@ -270,9 +257,6 @@ fn produce(
             }
             if e.kind() == io::ErrorKind::BrokenPipe {
                 return Err(FetchError::Stopped { digest });
-            }
-            if crate::ocicrypt::blockcipher::is_hmac_mismatch(&e) {
-                return Err(FetchError::Hmac { digest });
             }
             // A decompression error is most often corruption: finish hashing the blob (the
             // reader never yields more than the descriptor's size) to say so precisely.
@@ -310,7 +294,11 @@ fn decompress_into(
     let decoded: Box<dyn Read + '_> = match detected {
         Compression::None => Box::new(head),
         Compression::Gzip => Box::new(MultiGzDecoder::new(head)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(head)?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(head)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(decoder)
+        }
     };
     let mut tar = HashingReader::new(decoded);
     loop {
@@ -326,124 +314,4 @@ fn decompress_into(
         }
     }
     Ok(tar.finish().0)
-}
-
-/// A blob download that reopens at its current offset (a Range request) when the connection
-/// fails, at most [`MAX_RESUMES`] times, and never yields more than the descriptor's size.
-pub(crate) struct Resuming {
-    source: Arc<dyn Source>,
-    descriptor: Descriptor,
-    inner: Option<Box<dyn Read + Send>>,
-    offset: u64,
-    resumes: u32,
-    progress: Option<Arc<dyn Progress>>,
-    index: usize,
-    /// The precise error when this reader failed for a reason it knows.
-    failure: Option<FetchError>,
-}
-
-impl Resuming {
-    pub(crate) fn new(
-        source: Arc<dyn Source>,
-        descriptor: Descriptor,
-        index: usize,
-        progress: Option<Arc<dyn Progress>>,
-    ) -> Self {
-        Self {
-            source,
-            descriptor,
-            inner: None,
-            offset: 0,
-            resumes: 0,
-            progress,
-            index,
-            failure: None,
-        }
-    }
-
-    fn fail(&mut self, error: FetchError) -> io::Error {
-        let e = io::Error::other(error.to_string());
-        self.failure = Some(error);
-        e
-    }
-}
-
-impl BlobInput for Resuming {
-    fn take_failure(&mut self) -> Option<FetchError> {
-        self.failure.take()
-    }
-}
-
-impl Read for Resuming {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let digest = self.descriptor.digest;
-        loop {
-            let inner = match &mut self.inner {
-                Some(inner) => inner,
-                None => match self.source.blob(&self.descriptor, self.offset) {
-                    Ok(r) => self.inner.insert(r),
-                    Err(source) => return Err(self.fail(FetchError::Source { digest, source })),
-                },
-            };
-            // One byte more than the descriptor allows shows an over-long blob.
-            let room = (self.descriptor.size - self.offset.min(self.descriptor.size)) as usize + 1;
-            let want = buf.len().min(room);
-            match inner.read(&mut buf[..want]) {
-                Ok(n) => {
-                    self.offset += n as u64;
-                    if self.offset > self.descriptor.size {
-                        let size = self.descriptor.size;
-                        return Err(self.fail(FetchError::TooLong { digest, size }));
-                    }
-                    if let Some(p) = &self.progress {
-                        p.layer_bytes(self.index, n as u64);
-                    }
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if self.resumes < MAX_RESUMES => {
-                    self.resumes += 1;
-                    log::warn!(
-                        "download of blob {digest} failed at byte {} ({e}); resuming ({}/{MAX_RESUMES})",
-                        self.offset,
-                        self.resumes
-                    );
-                    self.inner = None;
-                }
-                Err(source) => {
-                    let (offset, resumes) = (self.offset, self.resumes);
-                    return Err(self.fail(FetchError::Download {
-                        digest,
-                        offset,
-                        resumes,
-                        source,
-                    }));
-                }
-            }
-        }
-    }
-}
-
-/// A spooled blob read back; a chunk failing authentication is reported as such.
-struct Spooled {
-    reader: crate::spool::SpoolReader,
-    digest: Digest,
-    failure: Option<FetchError>,
-}
-
-impl Read for Spooled {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf).inspect_err(|e| {
-            self.failure = Some(FetchError::Spool {
-                digest: self.digest,
-                source: io::Error::new(e.kind(), e.to_string()),
-            });
-        })
-    }
-}
-
-impl BlobInput for Spooled {
-    fn take_failure(&mut self) -> Option<FetchError> {
-        self.failure.take()
-    }
 }

@@ -23,6 +23,7 @@ pub mod attester;
 pub mod boot;
 mod cosign;
 pub mod digest;
+mod fetch;
 mod gpg;
 pub mod jwe;
 pub mod kbs;

@@ -1,17 +1,18 @@
 //! Downloads of the layers after the first while earlier ones are applied: at most a few at
 //! a time, in layer order, each into an encrypted [`Spool`] beside the image.
 
-use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::digest::Digest;
-use crate::layer::{BlobInput, FetchError, Progress, Resuming, CHUNK};
+use crate::fetch::{spool_blob, Resuming};
+use crate::layer::{FetchError, Progress};
 use crate::manifest::Descriptor;
 use crate::source::Source;
-use crate::spool::{Spool, SpoolWriter};
+use crate::spool::Spool;
 
 /// Downloads of later layers while an earlier one is applied: at most `parallel` at a time,
 /// in layer order, each into an encrypted [`Spool`] in the image's directory. Dropping it
@@ -27,16 +28,19 @@ struct Shared {
     cancel: AtomicBool,
     done: Mutex<Vec<Option<Result<Spool, FetchError>>>>,
     ready: Condvar,
+    stall: Duration,
 }
 
 impl Prefetch {
-    /// Starts downloading `jobs` (layer index, descriptor) into spools in `dir`.
+    /// Starts downloading `jobs` (layer index, descriptor) into spools in `dir`; a download
+    /// with no progress for `stall` fails.
     pub fn start(
         source: Arc<dyn Source>,
         jobs: Vec<(usize, Descriptor)>,
         dir: &Path,
         parallel: usize,
         progress: Option<Arc<dyn Progress>>,
+        stall: Duration,
     ) -> Self {
         let shared = Arc::new(Shared {
             done: Mutex::new((0..jobs.len()).map(|_| None).collect()),
@@ -44,6 +48,7 @@ impl Prefetch {
             next: AtomicUsize::new(0),
             cancel: AtomicBool::new(false),
             ready: Condvar::new(),
+            stall,
         });
         let workers = (0..parallel.max(1).min(shared.jobs.len()))
             .filter_map(|n| {
@@ -126,30 +131,13 @@ fn download(
     dir: &Path,
     progress: Option<Arc<dyn Progress>>,
 ) -> Result<Spool, FetchError> {
-    let digest = descriptor.digest;
-    let spool_err = |source| FetchError::Spool { digest, source };
-    let mut input = Resuming::new(Arc::clone(source), descriptor.clone(), index, progress);
-    let mut spool = SpoolWriter::create(dir).map_err(spool_err)?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if shared.cancel.load(Ordering::Relaxed) {
-            return Err(FetchError::Stopped { digest });
-        }
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(input
-                    .take_failure()
-                    .unwrap_or(FetchError::Spool { digest, source: e }))
-            }
-        };
-        spool.write_all(&buf[..n]).map_err(spool_err)?;
-    }
-    log::debug!(
-        "layer {index} {digest}: {} bytes spooled (encrypted)",
-        spool.written()
+    let mut input = Resuming::new(
+        Arc::clone(source),
+        descriptor.clone(),
+        index,
+        progress,
+        shared.stall,
     );
-    spool.finish().map_err(spool_err)
+    let cancelled = || shared.cancel.load(Ordering::Relaxed);
+    spool_blob(&mut input, descriptor.digest, dir, &cancelled, &mut |_| {})
 }

@@ -35,6 +35,8 @@ pub struct Spool {
 /// Reads a spool back, authenticating each chunk.
 pub struct SpoolReader {
     input: BufReader<File>,
+    key: Zeroizing<[u8; 32]>,
+    len: u64,
     aead: Aes256GcmSiv,
     chunk: Vec<u8>,
     pos: usize,
@@ -127,11 +129,28 @@ impl Spool {
         SpoolReader {
             input: BufReader::with_capacity(CHUNK + TAG_LEN, self.file),
             aead: Aes256GcmSiv::new(self.key.as_slice().into()),
+            key: self.key,
+            len: self.len,
             chunk: Vec::with_capacity(CHUNK + TAG_LEN),
             pos: 0,
             index: 0,
             remaining: self.len,
         }
+    }
+}
+
+impl SpoolReader {
+    /// The spool again, to be read from its start once more (every chunk is authenticated
+    /// again on that read: what the host changed in between fails).
+    pub fn rewind(self) -> io::Result<Spool> {
+        use std::io::Seek;
+        let mut file = self.input.into_inner();
+        file.rewind()?;
+        Ok(Spool {
+            file,
+            key: self.key,
+            len: self.len,
+        })
     }
 }
 
@@ -195,6 +214,17 @@ mod tests {
             0,
             "spools are unlinked"
         );
+        let mut reader = spool_of(&data, dir.path()).reader();
+        let mut half = vec![0u8; 100_000];
+        reader.read_exact(&mut half).unwrap();
+        let mut again = Vec::new();
+        reader
+            .rewind()
+            .unwrap()
+            .reader()
+            .read_to_end(&mut again)
+            .unwrap();
+        assert_eq!(again, data, "a rewound spool reads from its start");
     }
 
     #[test]

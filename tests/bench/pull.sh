@@ -6,7 +6,12 @@
 #   floor    skopeo copy docker://… oci:DIR  +  gzip -dc LAYER | sha256sum  (per layer)
 # Images: "single" (one gzip layer from a ~1 GB copy of /usr parts) and "five" (the same
 # content in 5 layers). Peak RSS from /usr/bin/time. Needs root; installs nothing (run
-# tests/run once first). Results go to stdout as a Markdown table.
+# tests/run once first). Results go to stdout as Markdown tables.
+# A second table compares encc's pull of each image with its pull of the same image with
+# every layer encrypted by skopeo (`--encryption-key jwe:`), one after the other in this run:
+# an encrypted layer is received whole into an encrypted spool and authenticated (digest
+# and HMAC) before it is decrypted and unpacked.
+# BENCH_PARTS="/usr/bin /usr/sbin" picks other directories for a quicker run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -23,7 +28,7 @@ layout="$work/layout"
 umoci init --layout "$layout"
 umoci new --image "$layout:single"
 umoci unpack --image "$layout:single" "$work/b1" >&2
-parts=(/usr/bin /usr/include /usr/share /usr/libexec /usr/sbin)
+read -r -a parts <<< "${BENCH_PARTS:-/usr/bin /usr/include /usr/share /usr/libexec /usr/sbin}"
 for p in "${parts[@]}"; do mkdir -p "$work/b1/rootfs$p"; cp -a "$p/." "$work/b1/rootfs$p/" 2>/dev/null || true; done
 umoci repack --image "$layout:single" "$work/b1" >&2
 rm -rf "$work/b1"
@@ -36,8 +41,12 @@ for p in "${parts[@]}"; do
 done
 port=$(tests/fixtures/registry.sh start "$work/registry")
 reg="127.0.0.1:$port"
+openssl genrsa -out "$work/rsa.pem" 2048 2>/dev/null
+openssl rsa -in "$work/rsa.pem" -pubout -out "$work/rsa.pub" 2>/dev/null
 for t in single five; do
     skopeo copy --quiet --dest-tls-verify=false "oci:$layout:$t" "docker://$reg/bench/$t:latest" >&2
+    skopeo copy --quiet --dest-tls-verify=false --encryption-key "jwe:$work/rsa.pub" \
+        "oci:$layout:$t" "docker://$reg/bench/$t:encrypted" >&2
 done
 rm -rf "$layout"
 "$encc" key gen -o "$work/key"
@@ -73,4 +82,14 @@ for t in single five; do
     floor_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
     rm -rf "$work/oci"
     echo "| $t ($(echo $layers | wc -w) layers) | $((size / 1000000)) MB | ${e_s} s, peak RSS $((e_kb / 1024)) MiB | ${peer_s} s (skopeo ${c_s} s + umoci ${u_s} s, peak RSS $((u_kb / 1024)) MiB) | ${floor_s} s | $(awk -v a="$e_s" -v b="$peer_s" 'BEGIN { printf "%.2f", a / b }') | $(awk -v a="$e_s" -v b="$floor_s" 'BEGIN { printf "%.2f", a / b }') |"
+done
+
+echo
+echo "| image | encc pull, plain layers | encc pull, encrypted layers | encrypted / plain |"
+echo "|---|---|---|---|"
+for t in single five; do
+    pull() { measure "$encc" image pull "docker://$reg/bench/$t:$1" -o "$work/img" --key-file "$work/key" --tls-verify=false --insecure-policy --decryption-key "$work/rsa.pem"; rm -f "$work/img"; }
+    read -r p_s p_kb < <(pull latest)
+    read -r x_s x_kb < <(pull encrypted)
+    echo "| $t | ${p_s} s, peak RSS $((p_kb / 1024)) MiB | ${x_s} s, peak RSS $((x_kb / 1024)) MiB | $(awk -v a="$x_s" -v b="$p_s" 'BEGIN { printf "%.2f", a / b }') |"
 done

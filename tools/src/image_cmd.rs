@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -14,7 +15,7 @@ use encc_stage1::digest::Digest;
 use encc_stage1::kbs::KbsConfig;
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
-use encc_stage1::pull::{self, PullOptions};
+use encc_stage1::pull::{self, PullOptions, UnpackLimits};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -57,6 +58,15 @@ pub enum ImageCommand {
             default_value = encc_interface::names::DEFAULT_REGISTRIES_D
         )]
         registries_d: PathBuf,
+        /// Fail a download that receives no byte for this many seconds.
+        #[arg(long = "stall-timeout", value_name = "SECONDS", default_value_t = 60)]
+        stall_timeout: u64,
+        /// Lower or raise a bound on what layers may hold, NAME=VALUE (repeatable):
+        /// unpacked-bytes (default 64G, tar bytes and sparse holes of the whole image),
+        /// entries (1000000 per layer), path-bytes (4096), header-bytes (1M per entry),
+        /// xattrs (128 per entry), xattr-bytes (256K per entry).
+        #[arg(long = "limit", value_name = "NAME=VALUE")]
+        limits: Vec<String>,
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -145,9 +155,16 @@ pub fn run(command: ImageCommand) -> Result<()> {
             kbs,
             insecure_policy,
             registries_d,
+            stall_timeout,
+            limits,
             json,
         } => {
             let image: ImageRef = reference.parse()?;
+            let mut unpack_limits = UnpackLimits::default();
+            for limit in &limits {
+                let (name, value) = limit.split_once('=').unwrap_or((limit, ""));
+                unpack_limits.set(name, value)?;
+            }
             let key = DataKey::read_file(&key_file)?;
             remove_partials_on_signals()?;
             let config = Stage1Config {
@@ -168,6 +185,8 @@ pub fn run(command: ImageCommand) -> Result<()> {
                     } else {
                         Arc::new(Lines::default())
                     }),
+                    stall_timeout: Duration::from_secs(stall_timeout),
+                    limits: unpack_limits,
                     ..PullOptions::default()
                 },
             };

@@ -10,8 +10,10 @@
 //!   `{"cipher": "AES_256_CTR_HMAC_SHA256", "hmac": b64, "cipheroptions": {}}`.
 //!
 //! The layer blob is AES-256 in CTR mode (16-byte nonce as the initial big-endian counter
-//! block) with HMAC-SHA256 over the ciphertext under the same key. The HMAC is checked when
-//! the stream ends, and the plaintext's digest against `digest`, before a layer is committed.
+//! block) with HMAC-SHA256 over the ciphertext under the same key. CTR is malleable (a flipped
+//! ciphertext bit flips the same plaintext bit), so the HMAC over the whole ciphertext is
+//! checked ([`Authenticator`]) before the first byte is decrypted ([`Decryptor`]); the
+//! plaintext's digest is checked against `digest` before a layer is committed.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -248,152 +250,63 @@ fn parse_private(
     })
 }
 
-/// Decrypts a layer blob as it streams; at the end of the ciphertext the HMAC is checked and
-/// a mismatch is an `InvalidData` error (so nothing after it is taken as valid).
-pub struct DecryptingReader<R> {
-    inner: R,
-    cipher: Aes256Ctr,
-    state: MacState,
+/// The HMAC over a layer's whole ciphertext. Nothing of a layer is decrypted before this
+/// matched: [`Decryptor`] takes the ciphertext only together with a passed [`Authenticator`].
+pub struct Authenticator {
+    mac: Option<Hmac<Sha256>>,
     expected: Vec<u8>,
 }
 
-/// Where the HMAC check stands; a mismatch stays an error on every later read.
-enum MacState {
-    Reading(Hmac<Sha256>),
-    Verified,
-    Failed,
-}
-
-impl<R: Read> DecryptingReader<R> {
-    /// Wraps the ciphertext stream `inner`.
-    pub fn new(inner: R, key: &LayerKey) -> Self {
-        let cipher = Aes256Ctr::new(key.symkey.as_slice().into(), key.nonce.as_slice().into());
+impl Authenticator {
+    /// A fresh check under `key`'s HMAC key, against the HMAC from its public options.
+    pub fn new(key: &LayerKey) -> Self {
         // HMAC accepts keys of any length, so this cannot fail for 32 bytes; if it did,
-        // the stream would report a mismatch rather than pass unchecked.
-        let state = match <Hmac<Sha256> as Mac>::new_from_slice(key.symkey.as_slice()) {
-            Ok(mac) => MacState::Reading(mac),
-            Err(_) => MacState::Failed,
-        };
+        // `verify` would report a mismatch rather than pass unchecked.
         Self {
-            inner,
-            cipher,
-            state,
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.symkey.as_slice()).ok(),
             expected: key.hmac.clone(),
         }
     }
+
+    /// Adds the next ciphertext bytes.
+    pub fn update(&mut self, ciphertext: &[u8]) {
+        if let Some(mac) = &mut self.mac {
+            mac.update(ciphertext);
+        }
+    }
+
+    /// Whether the ciphertext seen, as a whole, carries the expected HMAC (constant time).
+    pub fn verify(self) -> bool {
+        self.mac
+            .is_some_and(|mac| mac.verify_slice(&self.expected).is_ok())
+    }
 }
 
-impl<R: Read> Read for DecryptingReader<R> {
+/// AES-256-CTR decryption of a layer blob whose HMAC already matched: build it from the
+/// [`Authenticator`] that verified the same bytes (the caller reads them from a store the
+/// host cannot alter unnoticed, such as an authenticated spool).
+pub struct Decryptor<R> {
+    inner: R,
+    cipher: Aes256Ctr,
+}
+
+impl<R: Read> Decryptor<R> {
+    /// Decrypts `inner`, the ciphertext `verified` authenticated. `None` when it did not.
+    pub fn new(inner: R, key: &LayerKey, verified: Authenticator) -> Option<Self> {
+        verified.verify().then(|| Self {
+            inner,
+            cipher: Aes256Ctr::new(key.symkey.as_slice().into(), key.nonce.as_slice().into()),
+        })
+    }
+}
+
+impl<R: Read> Read for Decryptor<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mismatch = || io::Error::new(io::ErrorKind::InvalidData, HmacMismatch);
-        let mac = match &mut self.state {
-            MacState::Reading(mac) => mac,
-            MacState::Verified => return Ok(0),
-            MacState::Failed => return Err(mismatch()),
-        };
-        if buf.is_empty() {
-            return Ok(0);
-        }
         let n = self.inner.read(buf)?;
-        if n == 0 {
-            // End of the ciphertext: the HMAC must match before anyone sees an end.
-            let ok = mac.clone().verify_slice(&self.expected).is_ok();
-            self.state = if ok {
-                MacState::Verified
-            } else {
-                MacState::Failed
-            };
-            return if ok { Ok(0) } else { Err(mismatch()) };
-        }
-        mac.update(&buf[..n]);
         self.cipher.apply_keystream(&mut buf[..n]);
         Ok(n)
     }
 }
 
-/// The error inside the `io::Error` a [`DecryptingReader`] returns on an HMAC mismatch.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("layer HMAC mismatch")]
-pub struct HmacMismatch;
-
-/// Whether `e` (possibly passed through a decompressor) is an HMAC mismatch.
-pub fn is_hmac_mismatch(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<HmacMismatch>())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kbs::ResourceUri;
-    use crate::ocicrypt::keyprovider::tests::annotation;
-    use base64::engine::general_purpose::STANDARD;
-
-    const KID: &str = "kbs:///default/image-kek/layer";
-
-    struct Keks(Option<[u8; 32]>);
-
-    impl KekSource for Keks {
-        fn kek(&self, kid: &ResourceUri) -> Result<Zeroizing<Vec<u8>>, KbsError> {
-            assert_eq!(kid.to_string(), KID);
-            self.0
-                .map(|k| Zeroizing::new(k.to_vec()))
-                .ok_or_else(|| KbsError::Status {
-                    url: "http://kbs/kbs/v0/resource/default/image-kek/layer".into(),
-                    status: 403,
-                    problem: ": denied".into(),
-                })
-        }
-    }
-
-    fn provider_only(kek: &[u8; 32], wrap: &str) -> BTreeMap<String, String> {
-        let options = format!(
-            r#"{{"symkey":"{}","digest":"sha256:{}","cipheroptions":{{"nonce":"{}"}}}}"#,
-            STANDARD.encode([1u8; 32]),
-            "ab".repeat(32),
-            STANDARD.encode([2u8; 16])
-        );
-        let pubopts = format!(
-            r#"{{"cipher":"{AES_256_CTR_HMAC_SHA256}","hmac":"{}","cipheroptions":{{}}}}"#,
-            STANDARD.encode([3u8; 32])
-        );
-        BTreeMap::from([
-            (PUBOPTS.to_owned(), STANDARD.encode(pubopts)),
-            (
-                PROVIDER_ATTESTATION_AGENT.to_owned(),
-                annotation(KID, kek, options.as_bytes(), wrap),
-            ),
-        ])
-    }
-
-    #[test]
-    fn provider_annotation_opens_with_the_kbs_kek() {
-        let kek = [7u8; 32];
-        for wrap in ["A256GCM", "A256CTR"] {
-            let key = layer_key(&provider_only(&kek, wrap), &[], Some(&Keks(Some(kek)))).unwrap();
-            assert_eq!(key.plain_digest.hex(), "ab".repeat(32));
-            assert!(format!("{key:?}").contains("redacted"));
-        }
-    }
-
-    #[test]
-    fn provider_annotation_errors_name_the_kid() {
-        let annotations = provider_only(&[7u8; 32], "A256GCM");
-        let err = layer_key(&annotations, &[], None).unwrap_err();
-        assert!(matches!(err, LayerKeyError::NoKbs { .. }), "{err}");
-        assert!(
-            err.to_string().contains(KID) && err.to_string().contains("--kbs"),
-            "{err}"
-        );
-        let err = layer_key(&annotations, &[], Some(&Keks(None))).unwrap_err();
-        assert!(
-            matches!(err, LayerKeyError::Kek { .. }) && err.to_string().contains(KID),
-            "{err}"
-        );
-        let err = layer_key(&annotations, &[], Some(&Keks(Some([8u8; 32])))).unwrap_err();
-        assert!(err.to_string().contains(KID), "{err}");
-        assert!(matches!(
-            layer_key(&BTreeMap::new(), &[], None),
-            Err(LayerKeyError::NoJwe)
-        ));
-    }
-}
+mod tests;
