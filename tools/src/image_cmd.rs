@@ -21,6 +21,8 @@ use encc_stage1::source::{self, RegistryOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
+// The pull's flags are many; the enum lives once per process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Pulls an image into a protected rootfs image, verifying every digest.
