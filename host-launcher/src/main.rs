@@ -116,8 +116,11 @@ fn run(args: &RunArgs) -> Result<u8> {
     pal.version()?;
     // The image reference reaches the enclave as untrusted host env, as with Occlum.
     std::env::set_var(IMAGE_ENV, &args.reference);
-    pal.init(&instance, Some(&args.config.log_level))
-        .with_context(|| format!("enclave init for {} failed", args.reference))?;
+    pal.init(
+        &instance,
+        Some(&args.config.log_level.as_str().to_ascii_lowercase()),
+    )
+    .with_context(|| format!("enclave init for {} failed", args.reference))?;
     let result = run_initialised(&pal, args);
     let destroyed = pal.destroy();
     let code = result?;

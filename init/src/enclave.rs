@@ -42,9 +42,18 @@ pub fn run_if_requested(accepted: Requests) {
         return;
     };
     std::env::remove_var(CONTROL_FD_ENV);
-    // The enclave's log goes to the stderr it shares with the host side (RUST_LOG applies).
+    // The host's environment does not steer the enclave (TLS roots, proxies, logging).
+    let scrubbed = crate::config::scrub_own_environment();
+    // The enclave's log goes to the stderr it shares with the host side; its level is the
+    // boot config's.
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .try_init();
+    if !scrubbed.is_empty() {
+        log::info!(
+            "ignored host variables that steer init: {}",
+            scrubbed.join(", ")
+        );
+    }
     let code = match fd.to_str().and_then(|s| s.parse::<i32>().ok()) {
         Some(fd) if fd > 2 => {
             let control = crate::sys::owned_fd(fd);
@@ -212,7 +221,7 @@ impl Pid1 {
         match result {
             Ok(running) => {
                 let reply = Reply::Ready {
-                    root_hash: running.root_hash.clone(),
+                    root_hash: running.root_hash,
                     entry_program: entry_program(&running.image).unwrap_or_default().to_owned(),
                 };
                 self.running = Some(running);

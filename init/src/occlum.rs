@@ -56,6 +56,7 @@ pub(crate) struct Occlum;
 
 impl Platform for Occlum {
     type Entered = ();
+    const LOOPBACK_IS_HOST: bool = true;
 
     fn open_store(&self, config: &BootConfig) -> Result<()> {
         let store = &config.store;

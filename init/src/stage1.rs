@@ -3,48 +3,46 @@
 //! leaves enclave memory (or reuse an image the platform kept), and hand the result to the
 //! platform's stage 2 (`Platform`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use encc_rootfs::DataKey;
-use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
-use encc_stage1::kbs::{KbsConfig, ResourceUri};
+use encc_stage1::kbs::KbsConfig;
 use encc_stage1::pull::PullOptions;
-use encc_stage1::reference::ImageRef;
 use encc_stage1::source::RegistryOptions;
 
-use crate::config::BootConfig;
+use crate::config::{host_owns_loopback, host_reference, BootConfig, PlainKbsError, PolicyRef};
 use crate::platform::Platform;
 
-/// The stage 1 settings a boot config implies.
-pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
+/// The stage 1 settings a boot config implies (its values are typed since it was loaded).
+/// `on_occlum`: the platform is Occlum, where loopback is the host.
+pub fn stage1_config(config: &BootConfig, on_occlum: bool) -> Result<Stage1Config, PlainKbsError> {
     let policy = match &config.policy {
-        Some(uri) if ResourceUri::is_kbs(uri) => PolicySource::Kbs(
-            uri.parse()
-                .with_context(|| format!("boot config policy {uri:?}"))?,
-        ),
-        Some(path) => PolicySource::File(PathBuf::from(path)),
-        None => PolicySource::InsecureAcceptAnything,
+        PolicyRef::File(path) => PolicySource::File(path.clone()),
+        PolicyRef::Kbs(uri) => PolicySource::Kbs(uri.clone()),
+        PolicyRef::Insecure => PolicySource::InsecureAcceptAnything,
     };
-    let kbs = match &config.kbs {
-        Some(kbs) => Some(KbsConfig {
-            attester: kbs
-                .attester
-                .parse::<AttesterKind>()
-                .with_context(|| format!("boot config kbs.attester {:?}", kbs.attester))?,
-            ..KbsConfig::new(kbs.url.clone())
-        }),
-        None => None,
-    };
+    let untrusted_loopback = host_owns_loopback(config, on_occlum);
+    if let Some(kbs) = config.kbs.as_ref() {
+        if untrusted_loopback && !kbs.url.starts_with("https://") {
+            return Err(PlainKbsError {
+                url: kbs.url.clone(),
+            });
+        }
+    }
     Ok(Stage1Config {
         policy,
-        kbs,
+        kbs: config.kbs.as_ref().map(|kbs| KbsConfig {
+            attester: kbs.attester,
+            ..KbsConfig::new(kbs.url.clone())
+        }),
         registries_d: config.registries_d.clone(),
-        decryption_keys: config.decryption_keys.iter().map(PathBuf::from).collect(),
+        decryption_keys: config.decryption_keys.clone(),
         pull: PullOptions {
             registry: RegistryOptions {
                 insecure_registries: config.insecure_registries.clone(),
+                trust_loopback: !untrusted_loopback,
                 ..RegistryOptions::default()
             },
             ..PullOptions::default()
@@ -56,9 +54,7 @@ pub fn stage1_config(config: &BootConfig) -> anyhow::Result<Stage1Config> {
 /// and applies its log level.
 pub(crate) fn load_boot_config(path: &Path, note: &str) -> anyhow::Result<BootConfig> {
     let loaded = BootConfig::load(path)?;
-    if let Ok(level) = loaded.config.log_level.parse::<log::LevelFilter>() {
-        log::set_max_level(level);
-    }
+    log::set_max_level(loaded.config.log_level);
     log::info!(
         "boot config {} sha256:{}{note}",
         path.display(),
@@ -76,11 +72,9 @@ pub(crate) fn boot<P: Platform>(
     config: BootConfig,
     image: &str,
 ) -> anyhow::Result<P::Entered> {
-    let reference: ImageRef = image
-        .parse()
-        .with_context(|| format!("image reference {image:?} from the host"))?;
+    let reference = host_reference(&config, image)?;
     platform.open_store(&config)?;
-    let stage1 = Stage1::prepare(&stage1_config(&config)?)?;
+    let stage1 = Stage1::prepare(&stage1_config(&config, P::LOOPBACK_IS_HOST)?)?;
     let resolved = stage1.resolve(&reference)?;
     let manifest = resolved.image.manifest_digest;
     if let Some(reader) = platform.reuse(&config, &manifest, &reference)? {

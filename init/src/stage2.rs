@@ -12,11 +12,12 @@ use encc_stage1::pull::attachment;
 use zeroize::Zeroizing;
 
 use crate::config::{BootConfig, DEFAULT_TMP_SIZE};
+use encc_interface::protocol::RootHash;
 
 /// What is running inside the enclave once it is ready.
 pub(crate) struct Running {
     pub(crate) root: PreparedRoot,
-    pub(crate) root_hash: String,
+    pub(crate) root_hash: RootHash,
     pub(crate) image: RunConfig,
     pub(crate) config: BootConfig,
     /// The image file to remove at teardown (pulled by stage 1), if any.
@@ -42,7 +43,7 @@ pub(crate) fn prepare(
     pulled: Option<PathBuf>,
 ) -> Result<Running, anyhow::Error> {
     let image = image_run_config(&reader)?;
-    let root_hash = reader.root_hash().to_string();
+    let root_hash = RootHash(reader.root_hash().0);
     nix::unistd::sethostname(&config.hostname)?;
     if config.net_namespace {
         // After the pull: the container gets a network namespace with only `lo`.

@@ -18,7 +18,7 @@ use crate::lookaside::{LookasideError, RegistriesD};
 use crate::policy::{Policy, PolicyError};
 use crate::pull::{self, PullError, PullOptions, PullSummary, ResolvedImage};
 use crate::reference::ImageRef;
-use crate::resources::{ResourceError, Resources};
+use crate::resources::{Location, ResourceError, Resources};
 use crate::source::registry::AuthData;
 use crate::source::{self, SourceError};
 use crate::verify::check_policy;
@@ -49,8 +49,8 @@ pub struct Stage1Config {
     /// registries.d directory (signature lookaside, use-sigstore-attachments); read only
     /// when a policy is checked. A missing directory counts as empty.
     pub registries_d: PathBuf,
-    /// Private keys for encrypted layers: files or `kbs:///` URIs.
-    pub decryption_keys: Vec<PathBuf>,
+    /// Private keys for encrypted layers: files or KBS resources.
+    pub decryption_keys: Vec<Location>,
     /// The Key Broker Service for `kbs:///` resources and key provider KEKs; none by default.
     pub kbs: Option<KbsConfig>,
     /// Platform, registry access, progress (its `decryption_keys` and `kbs` are replaced by
@@ -135,17 +135,16 @@ impl Stage1 {
             None => None,
         };
         let resources = Resources::new(kbs.clone());
-        let fetch = |what, name: &str| {
+        let fetch = |what, location: &Location| {
             resources
-                .read(name)
+                .read(location)
                 .map_err(|source| Stage1Error::Resource { what, source })
         };
         let policy =
             match &config.policy {
                 PolicySource::Kbs(uri) => {
-                    let name = uri.to_string();
-                    let bytes = fetch("signature policy", &name)?;
-                    Some(Policy::parse(&bytes, &name)?)
+                    let bytes = fetch("signature policy", &Location::Kbs(uri.clone()))?;
+                    Some(Policy::parse(&bytes, &uri.to_string())?)
                 }
                 PolicySource::InsecureAcceptAnything => {
                     log::warn!("signature policy: insecure, every image is accepted");
@@ -172,30 +171,36 @@ impl Stage1 {
             RegistriesD::default()
         };
         let mut keys = Vec::new();
-        for path in &config.decryption_keys {
-            let name = path.to_string_lossy();
-            if !Resources::is_kbs(&name) {
-                keys.push(PrivateKey::from_file(path)?);
-                continue;
-            }
-            let bytes = fetch("decryption key", &name)?;
-            keys.push(
-                PrivateKey::from_bytes(&bytes).map_err(|source| KeyError::File {
-                    path: path.clone(),
-                    source: Box::new(source),
-                })?,
-            );
+        for location in &config.decryption_keys {
+            let key = match location {
+                Location::File(path) => PrivateKey::from_file(path)?,
+                Location::Kbs(uri) => {
+                    let bytes = fetch("decryption key", location)?;
+                    PrivateKey::from_bytes(&bytes).map_err(|source| KeyError::File {
+                        path: PathBuf::from(uri.to_string()),
+                        source: Box::new(source),
+                    })?
+                }
+            };
+            keys.push(key);
         }
         let mut pull = config.pull.clone();
         // A registry read waits no longer than a download may make no progress.
         pull.registry.timeout = pull.registry.timeout.min(pull.stall_timeout);
         pull.decryption_keys = Arc::new(keys);
         pull.kbs = kbs;
+        // The auth file is a path option shared with skopeo-like flags; it names a KBS
+        // resource when it parses as one.
         if let Some(authfile) = &pull.registry.authfile {
-            let name = authfile.to_string_lossy().into_owned();
-            if Resources::is_kbs(&name) {
-                let bytes = fetch("registry auth file", &name)?;
-                pull.registry.auth_data = Some(Arc::new(AuthData::new(name, bytes)));
+            let location: Location = authfile.to_string_lossy().parse().map_err(
+                |e: crate::resources::LocationError| Stage1Error::Resource {
+                    what: "registry auth file",
+                    source: e.into(),
+                },
+            )?;
+            if let Location::Kbs(uri) = &location {
+                let bytes = fetch("registry auth file", &location)?;
+                pull.registry.auth_data = Some(Arc::new(AuthData::new(uri.to_string(), bytes)));
                 pull.registry.authfile = None;
             }
         }
@@ -303,7 +308,7 @@ mod tests {
             "{text}"
         );
         let mut c = config(PolicySource::InsecureAcceptAnything);
-        c.decryption_keys = vec![PathBuf::from("kbs:///default/key/one")];
+        c.decryption_keys = vec!["kbs:///default/key/one".parse().unwrap()];
         assert!(Stage1::prepare(&c).is_err());
     }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::digest::Digest;
 use crate::reference::{DockerRef, ImageRef};
+use crate::resources::Location;
 
 /// A parsed policy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -36,12 +37,12 @@ pub enum Requirement {
     SignedBy {
         /// Must be `GPGKeys`.
         key_type: String,
-        /// A keyring file.
+        /// A keyring file (or `kbs:///` resource).
         #[serde(default)]
-        key_path: Option<String>,
+        key_path: Option<Location>,
         /// Several keyring files.
         #[serde(default)]
-        key_paths: Option<Vec<String>>,
+        key_paths: Option<Vec<Location>>,
         /// A base64 keyring.
         #[serde(default)]
         key_data: Option<String>,
@@ -52,9 +53,9 @@ pub enum Requirement {
     /// A cosign (sigstore) signature by the public key.
     #[serde(rename = "sigstoreSigned", rename_all = "camelCase")]
     SigstoreSigned {
-        /// A PEM public key file.
+        /// A PEM public key file (or `kbs:///` resource).
         #[serde(default)]
-        key_path: Option<String>,
+        key_path: Option<Location>,
         /// A base64 PEM public key.
         #[serde(default)]
         key_data: Option<String>,

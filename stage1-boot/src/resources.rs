@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::kbs::{KbsClient, KbsError, ResourceUri, UriError};
+/// A file or a KBS resource (defined with the boot-config schema, which holds it typed).
+pub use encc_interface::resource::{Location, LocationError};
+
+use crate::kbs::{KbsClient, KbsError};
 
 /// Where named resources are read from.
 #[derive(Debug, Clone, Default)]
@@ -26,9 +29,9 @@ pub enum ResourceError {
         #[source]
         source: std::io::Error,
     },
-    /// The `kbs://` URI is invalid.
+    /// The name is not a file or a valid `kbs://` URI.
     #[error(transparent)]
-    Uri(#[from] UriError),
+    Location(#[from] LocationError),
     /// A KBS resource was named and no KBS is configured.
     #[error("{uri} names a Key Broker Service resource and no KBS is configured (--kbs URL)")]
     NoKbs {
@@ -46,26 +49,24 @@ impl Resources {
         Self { kbs }
     }
 
-    /// Whether `name` is a KBS resource URI rather than a path.
-    pub fn is_kbs(name: &str) -> bool {
-        ResourceUri::is_kbs(name)
-    }
-
-    /// The contents of the file or KBS resource `name`.
-    pub fn read(&self, name: &str) -> Result<Zeroizing<Vec<u8>>, ResourceError> {
-        if !ResourceUri::is_kbs(name) {
-            return std::fs::read(name)
-                .map(Zeroizing::new)
-                .map_err(|source| ResourceError::Read {
-                    path: name.to_owned(),
-                    source,
-                });
+    /// The contents of the file or KBS resource at `location`.
+    pub fn read(&self, location: &Location) -> Result<Zeroizing<Vec<u8>>, ResourceError> {
+        match location {
+            Location::File(path) => {
+                std::fs::read(path)
+                    .map(Zeroizing::new)
+                    .map_err(|source| ResourceError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            }
+            Location::Kbs(uri) => {
+                let kbs = self.kbs.as_ref().ok_or_else(|| ResourceError::NoKbs {
+                    uri: uri.to_string(),
+                })?;
+                Ok(kbs.resource(uri)?)
+            }
         }
-        let uri: ResourceUri = name.parse()?;
-        let kbs = self.kbs.as_ref().ok_or_else(|| ResourceError::NoKbs {
-            uri: uri.to_string(),
-        })?;
-        Ok(kbs.resource(&uri)?)
     }
 }
 
@@ -79,18 +80,15 @@ mod tests {
         let file = dir.path().join("k");
         std::fs::write(&file, b"key").unwrap();
         let resources = Resources::default();
-        assert_eq!(&*resources.read(&file.to_string_lossy()).unwrap(), b"key");
-        let err = resources.read("/nonexistent/k").unwrap_err();
+        let at = |s: &str| s.parse::<Location>().unwrap();
+        assert_eq!(&*resources.read(&Location::File(file)).unwrap(), b"key");
+        let err = resources.read(&at("/nonexistent/k")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/k"), "{err}");
-        let err = resources.read("kbs:///default/key/one").unwrap_err();
+        let err = resources.read(&at("kbs:///default/key/one")).unwrap_err();
         assert!(
             matches!(err, ResourceError::NoKbs { .. })
                 && err.to_string().contains("kbs:///default/key/one"),
             "{err}"
         );
-        assert!(matches!(
-            resources.read("kbs://host/a/b/c"),
-            Err(ResourceError::Uri(_))
-        ));
     }
 }

@@ -147,7 +147,8 @@ fn default_cmd_and_env_precedence_and_host_args_policy() {
 #[test]
 fn exit_codes_like_docker_run() {
     let Some(e) = env() else { return };
-    let config = e.boot_config(r#", "allow_host_args": true"#);
+    // The host names a fixture layout below: the boot config allows local layouts.
+    let config = e.boot_config(r#", "allow_host_args": true, "allow_local_layouts": true"#);
     for (script, code) in [
         ("true", 0),
         ("exit 3", 3),
@@ -423,7 +424,7 @@ fn init_gets_policy_and_layer_keys_from_the_kbs() {
     std::fs::write(
         &config,
         format!(
-            r#"{{"store": "{}", "policy": "kbs:///default/security-policy/test", "kbs": {{"url": "http://{}"}}}}"#,
+            r#"{{"store": "{}", "policy": "kbs:///default/security-policy/test", "kbs": {{"url": "http://{}"}}, "allow_local_layouts": true}}"#,
             e.store().display(),
             kbs.addr
         ),

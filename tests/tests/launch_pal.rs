@@ -98,6 +98,10 @@ fn encc_launch_runs_the_image_with_exit_codes_and_signals() {
 fn encc_launch_with_a_boot_config_and_a_missing_entrypoint() {
     let Some(e) = env() else { return };
     let config = e.boot_config();
+    // The host names a fixture layout: the boot config must allow local layouts.
+    let json = std::fs::read_to_string(&config).unwrap();
+    let json = json.replacen('{', r#"{"allow_local_layouts": true, "#, 1);
+    std::fs::write(&config, json).unwrap();
     let out = Command::new(bin("encc-launch"))
         .args(["run", "--boot-config"])
         .arg(&config)

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use encc_interface::resource::Location;
 use encc_rootfs::DataKey;
 use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::digest::Digest;
-use encc_stage1::kbs::{KbsConfig, ResourceUri};
+use encc_stage1::kbs::KbsConfig;
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
 use encc_stage1::pull::{self, PullOptions, UnpackLimits};
@@ -20,6 +21,8 @@ use encc_stage1::source::{self, RegistryOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
+// The pull's flags are many; the enum lives once per process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ImageCommand {
     /// Pulls an image into a protected rootfs image, verifying every digest.
@@ -38,13 +41,13 @@ pub enum ImageCommand {
         /// file or kbs:///REPO/TYPE/TAG; repeat for several. The first key that opens a
         /// layer's key envelope is used.
         #[arg(long = "decryption-key", value_name = "KEYFILE")]
-        decryption_keys: Vec<PathBuf>,
+        decryption_keys: Vec<Location>,
         /// Signature policy (containers-policy.json) checked before any layer is fetched: a
         /// file or kbs:///REPO/TYPE/TAG. Default: $HOME/.config/containers/policy.json, then
         /// /etc/containers/policy.json; with neither, the pull is refused unless
         /// --insecure-policy is given.
         #[arg(long, conflicts_with = "insecure_policy", value_name = "FILE|URI")]
-        policy: Option<String>,
+        policy: Option<Location>,
         #[command(flatten)]
         kbs: Box<KbsArgs>,
         /// Accept any image without checking signatures.
@@ -168,8 +171,8 @@ pub fn run(command: ImageCommand) -> Result<()> {
             remove_partials_on_signals()?;
             let config = Stage1Config {
                 policy: match (policy, insecure_policy) {
-                    (Some(uri), _) if ResourceUri::is_kbs(&uri) => PolicySource::Kbs(uri.parse()?),
-                    (Some(path), _) => PolicySource::File(path.into()),
+                    (Some(Location::Kbs(uri)), _) => PolicySource::Kbs(uri),
+                    (Some(Location::File(path)), _) => PolicySource::File(path),
                     (None, true) => PolicySource::InsecureAcceptAnything,
                     (None, false) => PolicySource::Default,
                 },

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{BootConfig, ConfigError, KbsConfig, DEFAULT_TMPFS_SIZE};
+use log::LevelFilter;
+
+use crate::config::{
+    AttesterKind, BootConfig, ConfigError, KbsConfig, PolicyRef, DEFAULT_TMPFS_SIZE,
+};
+use crate::resource::Location;
 
 /// Flags for a boot config.
 #[derive(Debug, Clone, Args)]
@@ -16,7 +21,7 @@ pub struct BootConfigArgs {
     /// Signature policy: a containers-policy.json file or kbs:///REPO/TYPE/TAG (default: the
     /// usual policy.json, $HOME/.config/containers then /etc/containers, when one exists).
     #[arg(long, value_name = "FILE|kbs:///…", conflicts_with = "insecure_policy")]
-    pub policy: Option<String>,
+    pub policy: Option<Location>,
     /// Accept any image without checking signatures.
     #[arg(long = "insecure-policy")]
     pub insecure_policy: bool,
@@ -29,7 +34,7 @@ pub struct BootConfigArgs {
     pub registries_d: PathBuf,
     /// Private key for encrypted layers (file or kbs:///…); repeatable.
     #[arg(long = "decryption-key", value_name = "KEY")]
-    pub decryption_keys: Vec<String>,
+    pub decryption_keys: Vec<Location>,
     /// Key Broker Service URL.
     #[arg(long, value_name = "URL")]
     pub kbs: Option<String>,
@@ -39,6 +44,9 @@ pub struct BootConfigArgs {
     /// Let host arguments replace the image's Cmd.
     #[arg(long = "allow-host-args")]
     pub allow_host_args: bool,
+    /// Let the host name an oci: layout (a directory on host storage) as the image.
+    #[arg(long = "allow-local-layouts")]
+    pub allow_local_layouts: bool,
     /// Host environment variables that may pass into the container.
     #[arg(long = "env-allowlist", value_name = "NAME,…", value_delimiter = ',')]
     pub env_allowlist: Vec<String>,
@@ -56,40 +64,50 @@ pub struct BootConfigArgs {
     #[arg(long = "seal-key-file", value_name = "KEYFILE")]
     pub seal_key_file: Option<PathBuf>,
     /// Log level inside the enclave.
-    #[arg(long = "log-level", default_value = "info")]
-    pub log_level: String,
+    #[arg(long = "log-level", default_value = "info", value_parser = parse_level)]
+    pub log_level: LevelFilter,
+}
+
+fn parse_level(s: &str) -> Result<LevelFilter, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a log level (error, warn, info, debug, trace, off)"))
 }
 
 impl BootConfigArgs {
     /// The boot config these flags describe (validated).
     pub fn to_config(&self) -> Result<BootConfig, ConfigError> {
         // Like skopeo: without a policy flag, the usual policy.json applies when one exists.
-        let policy = self.policy.clone().or_else(|| {
-            (!self.insecure_policy)
-                .then(|| {
-                    crate::names::default_policy_paths()
-                        .into_iter()
-                        .find(|p| p.is_file())
-                        .map(|p| p.display().to_string())
-                })
-                .flatten()
-        });
+        let policy = match (&self.policy, self.insecure_policy) {
+            (Some(named), _) => PolicyRef::named(named.clone()),
+            (None, true) => PolicyRef::Insecure,
+            (None, false) => crate::names::default_policy_paths()
+                .into_iter()
+                .find(|p| p.is_file())
+                .map(PolicyRef::File)
+                .ok_or_else(|| ConfigError::Field {
+                    name: "from the command line".into(),
+                    field: "policy",
+                    reason: "no signature policy: none given and none of the usual \
+                             policy.json files exists (use --policy, or --insecure-policy)"
+                        .into(),
+                })?,
+        };
         let config = BootConfig {
             policy,
-            insecure_policy: self.insecure_policy,
             registries_d: self.registries_d.clone(),
             kbs: self.kbs.clone().map(|url| KbsConfig {
                 url,
-                attester: "sample".into(),
+                attester: AttesterKind::Sample,
             }),
             decryption_keys: self.decryption_keys.clone(),
             insecure_registries: self.insecure_registries.clone(),
             allow_host_args: self.allow_host_args,
+            allow_local_layouts: self.allow_local_layouts,
             env_allowlist: self.env_allowlist.clone(),
             env: self.env.clone(),
             tmpfs_size: self.tmpfs_size_mib << 20,
             hostname: self.hostname.clone(),
-            log_level: self.log_level.clone(),
+            log_level: self.log_level,
             seal_key_file: self.seal_key_file.clone(),
             ..BootConfig::debugging(self.store.clone())
         };

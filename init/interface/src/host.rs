@@ -13,13 +13,13 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::config::BootConfig;
 use crate::names::CONTROL_FD_ENV;
-use crate::protocol::{self, ChannelError, KeyHex, Reply, Request};
+use crate::protocol::{self, ChannelError, KeyHex, Reply, Request, RootHash};
 
 /// What `init`/`open` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
     /// The rootfs measurement.
-    pub root_hash: String,
+    pub root_hash: RootHash,
     /// The program create_process may start.
     pub entry_program: String,
 }

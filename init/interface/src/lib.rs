@@ -5,6 +5,8 @@
 //! - [`names`]: the names both sides must agree on (environment variables, file paths);
 //! - [`config`]: the trusted boot config's schema ([`config_args`]: the flags that compose
 //!   one, shared by `encc boot-config init` and `encc-launch run`);
+//! - [`resource`]: where the config names key material and policies (a file or a KBS
+//!   resource), as types;
 //! - [`protocol`]: the control channel between the host side and a native enclave's PID 1;
 //! - [`host`]: the host side of a native enclave, driving it with the PAL calls.
 
@@ -15,4 +17,5 @@ pub mod config_args;
 pub mod host;
 pub mod names;
 pub mod protocol;
+pub mod resource;
 mod sys;

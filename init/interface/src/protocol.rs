@@ -71,6 +71,39 @@ impl std::fmt::Debug for KeyHex {
     }
 }
 
+/// A rootfs measurement (the Merkle root hash of the protected image), hex on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct RootHash(pub [u8; 32]);
+
+impl std::fmt::Display for RootHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for RootHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RootHash({self})")
+    }
+}
+
+impl From<RootHash> for String {
+    fn from(hash: RootHash) -> String {
+        hash.to_string()
+    }
+}
+
+impl TryFrom<String> for RootHash {
+    type Error = hex::FromHexError;
+
+    fn try_from(s: String) -> Result<Self, hex::FromHexError> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(&s, &mut bytes)?;
+        Ok(Self(bytes))
+    }
+}
+
 /// Enclave → host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -78,7 +111,7 @@ pub enum Reply {
     /// Boot or open succeeded.
     Ready {
         /// The rootfs measurement (Merkle root hash).
-        root_hash: String,
+        root_hash: RootHash,
         /// The only program create_process may start.
         entry_program: String,
     },

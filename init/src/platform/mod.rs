@@ -25,6 +25,10 @@ pub(crate) trait Platform {
     /// What stage 2 leaves running (native: the prepared container root).
     type Entered;
 
+    /// Whether loopback is the host's (Occlum: the LibOS's network is the host's), so it
+    /// earns no trust in stage 1.
+    const LOOPBACK_IS_HOST: bool;
+
     /// Makes the store directory usable before anything is pulled into it.
     fn open_store(&self, config: &BootConfig) -> anyhow::Result<()>;
 

@@ -42,6 +42,7 @@ fn sealing_key(config: &BootConfig) -> anyhow::Result<Option<DataKey>> {
 
 impl Platform for Native {
     type Entered = Running;
+    const LOOPBACK_IS_HOST: bool = false;
 
     fn open_store(&self, config: &BootConfig) -> anyhow::Result<()> {
         *self.store.borrow_mut() = Some(Store::open(&config.store)?);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
 use encc_stage1::digest::Digest;
+use encc_stage1::reference::ImageRef;
 use sha2::{Digest as _, Sha256};
 
 use super::*;
@@ -71,6 +72,7 @@ struct Entered {
 
 impl Platform for Fake {
     type Entered = Entered;
+    const LOOPBACK_IS_HOST: bool = false;
 
     fn open_store(&self, config: &BootConfig) -> anyhow::Result<()> {
         self.calls.borrow_mut().push("open_store");
@@ -162,7 +164,7 @@ impl Setup {
     }
 }
 
-const INSECURE: &str = r#", "insecure_policy": true"#;
+const INSECURE: &str = r#", "insecure_policy": true, "allow_local_layouts": true"#;
 
 #[test]
 fn a_pull_enters_stage_2_with_the_pulled_image_of_this_start() {
@@ -223,7 +225,10 @@ fn a_policy_rejection_stops_before_the_platform_pulls() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.json");
     std::fs::write(&policy, r#"{"default": [{"type": "reject"}]}"#).unwrap();
-    let s = setup(&format!(r#", "policy": "{}""#, policy.display()));
+    let s = setup(&format!(
+        r#", "policy": "{}", "allow_local_layouts": true"#,
+        policy.display()
+    ));
     let fake = Fake::default();
     let err = s.boot(&fake).unwrap_err();
     assert!(format!("{err:#}").contains("reject"), "{err:#}");

@@ -12,9 +12,6 @@ mod sgx;
 #[allow(unsafe_code)]
 mod sys;
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::Value;
 
 pub use sample::SampleAttester;
@@ -29,53 +26,20 @@ pub trait Attester: Send + Sync {
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError>;
 }
 
-/// Which attester to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AttesterKind {
-    /// Trustee's sample TEE (insecure; the native platform's only choice).
-    #[default]
-    Sample,
-    /// SGX DCAP quotes through Occlum's `/dev/sgx`.
-    Sgx,
-}
+/// Which attester to use (defined with the boot-config schema, which holds it typed).
+pub use encc_interface::config::AttesterKind;
 
-impl AttesterKind {
-    /// The attester of this kind.
-    pub fn attester(self) -> Box<dyn Attester> {
-        match self {
-            Self::Sample => Box::new(SampleAttester),
-            Self::Sgx => Box::new(SgxAttester::default()),
-        }
-    }
-}
-
-impl FromStr for AttesterKind {
-    type Err = AttesterError;
-
-    fn from_str(s: &str) -> Result<Self, AttesterError> {
-        match s {
-            "sample" => Ok(Self::Sample),
-            "sgx" => Ok(Self::Sgx),
-            other => Err(AttesterError::Unknown(other.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for AttesterKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Sample => "sample",
-            Self::Sgx => "sgx",
-        })
+/// The attester of `kind`.
+pub fn attester_for(kind: AttesterKind) -> Box<dyn Attester> {
+    match kind {
+        AttesterKind::Sample => Box::new(SampleAttester),
+        AttesterKind::Sgx => Box::new(SgxAttester::default()),
     }
 }
 
 /// Errors producing evidence.
 #[derive(Debug, thiserror::Error)]
 pub enum AttesterError {
-    /// No such attester.
-    #[error("unknown attester {0:?} (sample or sgx)")]
-    Unknown(String),
     /// The report data does not fit the TEE's report.
     #[error("report data of {len} bytes does not fit the {tee} report (64 bytes)")]
     ReportDataTooLong {

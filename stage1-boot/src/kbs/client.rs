@@ -80,7 +80,7 @@ impl std::fmt::Debug for KbsClient {
 impl KbsClient {
     /// A client for `config` (no request is made yet).
     pub fn new(config: &KbsConfig) -> Result<Self, KbsError> {
-        Self::with_attester(config, config.attester.attester())
+        Self::with_attester(config, crate::attester::attester_for(config.attester))
     }
 
     /// A client that presents `attester`'s evidence.

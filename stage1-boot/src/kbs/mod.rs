@@ -14,11 +14,11 @@ mod client;
 mod jcs;
 mod protocol;
 mod tee_key;
-mod uri;
 
 pub use client::{KbsClient, KbsConfig};
 pub use tee_key::TeeKey;
-pub use uri::{ResourceUri, UriError, SCHEME};
+// The URI type lives with the boot-config schema, which holds it typed.
+pub use encc_interface::resource::{ResourceUri, UriError, SCHEME};
 
 use crate::attester::AttesterError;
 use crate::jwe::JweError;

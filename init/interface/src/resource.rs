@@ -1,7 +1,17 @@
-//! `kbs:///REPO/TYPE/TAG` resource URIs, as Confidential Containers names KBS resources.
+//! Where the trusted configuration names key material and policies: a local file or a
+//! `kbs:///REPO/TYPE/TAG` resource URI (as Confidential Containers names KBS resources).
+//! A string becomes a [`Location`] once, when the config is parsed; nothing later looks
+//! at the string again.
+//!
+//! These small value types live here, not in stage 1, so the boot-config schema can hold
+//! them typed (parsed at load, by serde) while this crate links no enclave code; stage 1
+//! re-exports them (`encc_stage1::kbs::ResourceUri`, `encc_stage1::resources::Location`).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 /// The URI scheme of KBS resources.
 pub const SCHEME: &str = "kbs://";
@@ -29,11 +39,6 @@ pub struct UriError {
 }
 
 impl ResourceUri {
-    /// Whether `s` names a KBS resource (starts with `kbs://`).
-    pub fn is_kbs(s: &str) -> bool {
-        s.starts_with(SCHEME)
-    }
-
     /// The path under `/kbs/v0/resource/`.
     pub fn path(&self) -> String {
         format!("{}/{}/{}", self.repository, self.r#type, self.tag)
@@ -85,6 +90,66 @@ impl fmt::Display for ResourceUri {
     }
 }
 
+/// A file or a KBS resource, named in the trusted configuration (decryption keys, policy
+/// files, signature keys, auth files).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Location {
+    /// A local file (inside the enclave: the measured initfs or the native host).
+    File(PathBuf),
+    /// A resource of the configured Key Broker Service, fetched after attestation.
+    Kbs(ResourceUri),
+}
+
+/// Why a string is not a [`Location`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// Empty.
+    #[error("an empty string names no file or KBS resource")]
+    Empty,
+    /// It starts with `kbs://` and is not a valid resource URI.
+    #[error(transparent)]
+    Uri(#[from] UriError),
+}
+
+impl FromStr for Location {
+    type Err = LocationError;
+
+    /// `kbs://…` is a KBS resource URI (and must be a valid one); anything else a path.
+    fn from_str(s: &str) -> Result<Self, LocationError> {
+        if s.is_empty() {
+            return Err(LocationError::Empty);
+        }
+        if s.starts_with(SCHEME) {
+            return Ok(Self::Kbs(s.parse()?));
+        }
+        Ok(Self::File(PathBuf::from(s)))
+    }
+}
+
+impl TryFrom<String> for Location {
+    type Error = LocationError;
+
+    fn try_from(s: String) -> Result<Self, LocationError> {
+        s.parse()
+    }
+}
+
+impl From<Location> for String {
+    fn from(location: Location) -> String {
+        location.to_string()
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Kbs(uri) => uri.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +179,25 @@ mod tests {
             let err = bad.parse::<ResourceUri>().unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn locations_are_files_or_valid_kbs_uris() {
+        assert_eq!(
+            "/k.pem".parse::<Location>().unwrap(),
+            Location::File("/k.pem".into())
+        );
+        let kbs: Location = "kbs:///default/key/one".parse().unwrap();
+        assert!(matches!(&kbs, Location::Kbs(uri) if uri.tag == "one"));
+        assert_eq!(kbs.to_string(), "kbs:///default/key/one");
+        // A malformed URI is an error, never a file named "kbs:…".
+        assert!(matches!(
+            "kbs://host/a/b/c".parse::<Location>(),
+            Err(LocationError::Uri(_))
+        ));
+        assert_eq!("".parse::<Location>(), Err(LocationError::Empty));
+        let json: Location = serde_json::from_str(r#""kbs:///a/b/c""#).unwrap();
+        assert_eq!(serde_json::to_string(&json).unwrap(), r#""kbs:///a/b/c""#);
+        assert!(serde_json::from_str::<Location>(r#""kbs:///a/b""#).is_err());
     }
 }
