@@ -2,7 +2,8 @@
 //! for encc's integration tests. Trustee cannot be built here; this speaks the same wire
 //! format (KBS protocol 0.4.0, RCAR) so that encc's client is tested against the protocol
 //! rather than against itself. It is NOT a KBS: it verifies no hardware evidence, accepts
-//! only the insecure `sample` TEE, speaks plain HTTP on 127.0.0.1 and has no policies.
+//! only the insecure `sample` TEE, speaks HTTP or HTTPS (a given certificate) on 127.0.0.1
+//! and has no policies.
 //!
 //! What it checks like trustee does: the protocol version (exactly 0.4.0), the session
 //! cookie (`kbs-session-id`) on attest and resource requests (or the token as bearer), the
@@ -12,14 +13,15 @@
 //! (`ECDH-ES+A256KW` with the epk in the protected header, `A256GCM`, AAD = the encoded
 //! protected header). Errors are RFC 7807 problem documents.
 //!
-//! Usage: `encc-test-kbs --resources DIR [--refuse REPO/TYPE/TAG]... [--session-requests N]`
-//! prints `127.0.0.1:PORT` on stdout and serves until killed. `--session-requests N` ends
+//! Usage: `encc-test-kbs --resources DIR [--refuse REPO/TYPE/TAG]... [--session-requests N]
+//! [--tls-cert PEM --tls-key PEM]` prints `127.0.0.1:PORT` on stdout and serves until killed,
+//! over HTTPS with the certificate chain and key when given. `--session-requests N` ends
 //! a session (401) after N resources, to exercise re-attestation. `GET /test/stats` returns
 //! request counts as JSON.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +33,9 @@ use base64::Engine as _;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha384};
+
+mod http;
+mod tls;
 
 const VERSION: &str = "0.4.0";
 const COOKIE: &str = "kbs-session-id";
@@ -363,65 +368,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn serve(kbs: &Kbs, stream: TcpStream) -> Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or("").to_owned(),
-        parts.next().unwrap_or("").to_owned(),
-    );
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    if len > 1 << 20 {
-        bail!("request body too large");
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body)?;
-    let r = kbs.handle(&method, &path, &headers, &body)?;
-    eprintln!("encc-test-kbs: {method} {path} -> {}", r.status);
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        r.status,
-        match r.status {
-            200 => "OK",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            _ => "Not Found",
-        },
-        r.content_type,
-        r.body.len()
-    );
-    for h in &r.headers {
-        out.push_str(h);
-        out.push_str("\r\n");
-    }
-    out.push_str("\r\n");
-    let mut stream = stream;
-    stream.write_all(out.as_bytes())?;
-    stream.write_all(&r.body)?;
-    stream.flush()?;
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let mut resources = None;
     let mut refuse = Vec::new();
     let mut session_requests = None;
+    let (mut cert, mut key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -429,9 +380,16 @@ fn main() -> Result<()> {
             "--resources" => resources = Some(PathBuf::from(value()?)),
             "--refuse" => refuse.push(value()?),
             "--session-requests" => session_requests = Some(value()?.parse()?),
+            "--tls-cert" => cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => key = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other}"),
         }
     }
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(&cert, &key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
     let kbs = Arc::new(Kbs {
         resources: resources.context("--resources DIR is required")?,
         refuse,
@@ -444,8 +402,14 @@ fn main() -> Result<()> {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let kbs = Arc::clone(&kbs);
+        let tls = tls.clone();
         std::thread::spawn(move || {
-            if let Err(e) = serve(&kbs, stream) {
+            let mut stream = stream;
+            let served = match tls {
+                Some(config) => tls::serve(config, stream, |s| http::serve(&kbs, s)),
+                None => http::serve(&kbs, &mut stream),
+            };
+            if let Err(e) = served {
                 eprintln!("encc-test-kbs: {e:#}");
             }
         });
