@@ -78,6 +78,29 @@ impl Occlum {
         std::fs::write(bom, text).unwrap();
     }
 
+    /// Adds the CA certificate `ca` to the instance's CA bundle (init's only trust store,
+    /// `/etc/ssl/certs/ca-certificates.crt` of the initfs), as an Occlum user puts their CA
+    /// into the image: the bom's bundle becomes the host's bundle plus `ca`.
+    fn trust_ca(&self, ca: &Path) {
+        const HOST: &str = "/etc/ssl/certs/ca-certificates.crt";
+        let bundle = self.path("instance/ca-certificates.crt");
+        let mut pem = std::fs::read(HOST).unwrap_or_default();
+        pem.extend(std::fs::read(ca).unwrap());
+        std::fs::write(&bundle, pem).unwrap();
+        let bom = self.path("instance/encc-initfs.yaml");
+        let text = std::fs::read_to_string(&bom).unwrap();
+        let host_entry = format!("name: {HOST}\n");
+        if text.contains(&host_entry) {
+            let ours = format!("name: {}\n", bundle.display());
+            std::fs::write(&bom, text.replace(&host_entry, &ours)).unwrap();
+        } else {
+            self.add_to_bom(&format!(
+                "- target: /etc/ssl/certs\n  copy:\n  - files:\n    - {}\n",
+                bundle.display()
+            ));
+        }
+    }
+
     /// `encc-occlum-emu run` of the instance with `ENCC_IMAGE=image`: the host's request.
     fn emu(&self, image: &str, request: &[&str]) -> Command {
         let mut cmd = Command::new(bin("encc-occlum-emu"));
@@ -285,6 +308,31 @@ fn a_signed_image_is_accepted_and_an_unsigned_one_refused() {
 #[test]
 fn an_encrypted_image_gets_its_kek_from_the_kbs_after_attestation() {
     let Some(o) = occlum() else { return };
+    // On Occlum the host owns loopback: the KBS is reached over https, its certificate
+    // issued by a CA in the instance's bundle.
+    let kbs = TestKbs::start_tls(&o.fixtures, &[]);
+    kbs.put(
+        "default/image-kek/layered",
+        &std::fs::read(o.fixtures.join("keys/coco.kek")).unwrap(),
+    );
+    o.render(&format!(
+        r#""insecure_policy": true, "kbs": {{"url": "{}", "attester": "sample"}}"#,
+        kbs.url()
+    ));
+    o.trust_ca(kbs.ca.as_deref().unwrap());
+    let image = o.push("enc-coco", "emu/enc-coco");
+    let out = o.run(&image, &["@entry-point"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout, "hello from busybox\n", "{stderr}");
+    let stats = kbs.stats();
+    assert_eq!(stats["attest"], 1, "{stats}");
+    assert!(stats["served"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+#[test]
+fn a_kbs_over_plain_http_is_refused_before_any_request() {
+    let Some(o) = occlum() else { return };
     let kbs = TestKbs::start(&[]);
     kbs.put(
         "default/image-kek/layered",
@@ -294,14 +342,16 @@ fn an_encrypted_image_gets_its_kek_from_the_kbs_after_attestation() {
         r#""insecure_policy": true, "kbs": {{"url": "{}", "attester": "sample"}}"#,
         kbs.url()
     ));
-    let image = o.push("enc-coco", "emu/enc-coco");
+    let image = o.push("enc-coco", "emu/enc-plain-kbs");
     let out = o.run(&image, &["@entry-point"]);
     let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout, "hello from busybox\n", "{stderr}");
-    let stats = kbs.stats();
-    assert_eq!(stats["attest"], 1, "{stats}");
-    assert!(stats["served"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&kbs.url()), "names the URL: {stderr}");
+    assert!(stderr.contains("not https"), "{stderr}");
+    assert!(!stderr.contains("MountRootFS"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(kbs.stats(), serde_json::json!({}), "the KBS saw no request");
+    assert_eq!(o.store_entries(), Vec::<String>::new());
 }
 
 #[test]
