@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use encc_exec::EXEC_PATH;
-use encc_rootfs::occlum::{
-    hostfs_mount_options, mount_rootfs, OcclumRootfs, SefsKey, SEFS_KEY_LEN,
-};
+use encc_rootfs::occlum::{hostfs_mount_options, mount_rootfs, OcclumRootfs, SefsKey};
 use encc_rootfs::{DataKey, RootHash, RootfsReader};
 use encc_stage1::digest::Digest;
 use encc_stage1::reference::ImageRef;
@@ -93,10 +91,18 @@ impl Platform for Occlum {
         _config: &BootConfig,
         _manifest: &Digest,
         key: &DataKey,
-        _root_hash: &RootHash,
+        root_hash: &RootHash,
         image: &Path,
     ) -> Result<(RootfsReader, bool)> {
-        Ok((RootfsReader::open(image, key)?, false))
+        // The image went through host storage: its reopened root must be the one built.
+        let reader = RootfsReader::open(image, key)?;
+        anyhow::ensure!(
+            reader.root_hash() == *root_hash,
+            "{} reopened with root hash {}, but the pull built {root_hash}",
+            image.display(),
+            reader.root_hash()
+        );
+        Ok((reader, false))
     }
 
     fn enter(
@@ -112,9 +118,7 @@ impl Platform for Occlum {
         }
         let plan = launch_plan(&run, &config, "/root");
         let layers = Layers::new(&config.store)?;
-        let mut raw = zeroize::Zeroizing::new([0u8; SEFS_KEY_LEN]);
-        getrandom::fill(raw.as_mut_slice()).context("no randomness for the SEFS key")?;
-        let key = SefsKey::from_bytes(*raw);
+        let key = SefsKey::generate().context("no randomness for the SEFS key")?;
 
         // Occlum's SEFS does not create its host directory (SgxStorage::new in
         // src/libos/src/fs/sefs/sgx_storage.rs only records the path): init makes both.

@@ -14,7 +14,7 @@ fn occlum_admits(entry_point: &Path, program: &str) -> bool {
 }
 
 fn key() -> SefsKey {
-    SefsKey::from_bytes([7; SEFS_KEY_LEN])
+    SefsKey::from_bytes(&[7; encc_rootfs::occlum::SEFS_KEY_LEN])
 }
 
 #[test]

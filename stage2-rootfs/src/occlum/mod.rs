@@ -75,9 +75,16 @@ pub enum OcclumError {
 pub struct SefsKey([u8; SEFS_KEY_LEN]);
 
 impl SefsKey {
-    /// Wraps raw key bytes.
-    pub fn from_bytes(bytes: [u8; SEFS_KEY_LEN]) -> Self {
-        Self(bytes)
+    /// Copies raw key bytes (the caller wipes its own copy).
+    pub fn from_bytes(bytes: &[u8; SEFS_KEY_LEN]) -> Self {
+        Self(*bytes)
+    }
+
+    /// A fresh random key, filled in place (no copy of it is left on the stack).
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut key = Self([0; SEFS_KEY_LEN]);
+        getrandom::fill(&mut key.0)?;
+        Ok(key)
     }
 
     /// Parses Occlum's key string form, `c7-32-b3-…` (16 hex bytes separated by '-').
