@@ -25,8 +25,8 @@ fn e64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Runs openssl in `dir`; its standard output.
-fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+/// Runs openssl in `dir`; its standard output. Shared with the key tests.
+pub(super) fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -1,15 +1,20 @@
 use super::*;
 use rsa::traits::PrivateKeyParts;
-use std::process::Command;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "openssl {args:?} failed: {stderr}");
+    crate::jwe::tests::openssl(dir, args);
+}
+
+/// Converts the key in `input` to unencrypted PKCS#8, as `pkcs8.pem` and `pkcs8.der`.
+fn to_pkcs8(dir: &Path, input: &str) {
+    for (form, out) in [("PEM", "pkcs8.pem"), ("DER", "pkcs8.der")] {
+        openssl(
+            dir,
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", input, "-outform", form, "-out", out,
+            ],
+        );
+    }
 }
 
 fn load(dir: &Path, name: &str) -> PrivateKey {
@@ -21,32 +26,7 @@ fn loads_rsa_pem_and_der_formats() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     openssl(d, &["genrsa", "-traditional", "-out", "pkcs1.pem", "2048"]);
-    openssl(
-        d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            "pkcs1.pem",
-            "-out",
-            "pkcs8.pem",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            "pkcs1.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "pkcs8.der",
-        ],
-    );
+    to_pkcs8(d, "pkcs1.pem");
     openssl(
         d,
         &[
@@ -82,32 +62,7 @@ fn loads_ec_pem_and_der_formats() {
             d,
             &["ecparam", "-genkey", "-name", curve, "-out", "sec1.pem"],
         );
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-nocrypt",
-                "-in",
-                "sec1.pem",
-                "-out",
-                "pkcs8.pem",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-nocrypt",
-                "-in",
-                "sec1.pem",
-                "-outform",
-                "DER",
-                "-out",
-                "pkcs8.der",
-            ],
-        );
+        to_pkcs8(d, "sec1.pem");
         openssl(
             d,
             &[
