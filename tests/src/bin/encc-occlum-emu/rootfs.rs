@@ -28,7 +28,7 @@ use nix::sys::stat::Mode;
 use crate::instance::MountConf;
 use crate::memory::Caller;
 use crate::rules::{combine_trusted_envs, USER_ROOTFS_CONFIG_LEN};
-use crate::supervisor::{bind_at, fd_path, log, open_in, Emu, Swapped};
+use crate::supervisor::{bind_at, fd_path, log, mount_ramfs, open_in, Emu, Swapped};
 
 /// What `user_rootfs_config` asked for (None: keep Occlum.json's).
 #[derive(Debug, Default)]
@@ -235,16 +235,7 @@ fn app_mount(emu: &Emu, root: &std::os::fd::OwnedFd, m: &MountConf) -> Result<()
             )
         }
         "devfs" => make_dev(&fd_path(&open_in(root, &m.target, false)?)),
-        "ramfs" => {
-            let at = open_in(root, &m.target, false)?;
-            mount(
-                Some("ramfs"),
-                &fd_path(&at),
-                Some("tmpfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-        }
+        "ramfs" => mount_ramfs(&open_in(root, &m.target, false)?),
         _ => Err(Errno::EINVAL), // unionfs below the root: not emulated
     }
 }

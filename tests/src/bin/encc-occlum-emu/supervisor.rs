@@ -185,16 +185,7 @@ impl Emu {
                 bind(&dir)
             }
             MountRequest::Sefs { dir, key } => bind(&self.open_sefs(dir, key.as_ref())?),
-            MountRequest::RamFs => {
-                let at = open_in(&proc_root(pid)?, target, nofollow)?;
-                mount(
-                    Some("ramfs"),
-                    &fd_path(&at),
-                    Some("tmpfs"),
-                    MsFlags::empty(),
-                    None::<&str>,
-                )
-            }
+            MountRequest::RamFs => mount_ramfs(&open_in(&proc_root(pid)?, target, nofollow)?),
             // Occlum stacks two SEFS here; init does not use it and it is not emulated.
             MountRequest::UnionFs { .. } => Err(Errno::EOPNOTSUPP),
         }
@@ -262,6 +253,17 @@ pub fn bind_at(source: &Path, at: &OwnedFd) -> Result<(), Errno> {
         &fd_path(at),
         None::<&str>,
         MsFlags::MS_BIND,
+        None::<&str>,
+    )
+}
+
+/// Mounts an in-memory file system (Occlum's ramfs, a tmpfs here) on the directory `at`.
+pub fn mount_ramfs(at: &OwnedFd) -> Result<(), Errno> {
+    mount(
+        Some("ramfs"),
+        &fd_path(at),
+        Some("tmpfs"),
+        MsFlags::empty(),
         None::<&str>,
     )
 }
