@@ -58,16 +58,7 @@ impl Occlum {
         )
         .unwrap();
         std::fs::create_dir_all(self.path("instance")).unwrap();
-        encc_ok(args![
-            "occlum",
-            "render",
-            "--boot-config",
-            boot,
-            "-o",
-            self.path("instance/Occlum.json"),
-            "--init",
-            bin("init")
-        ]);
+        occlum_render(&boot, &self.path("instance/Occlum.json"), &bin("init"));
     }
 
     /// Adds copy_bom targets (YAML list items), as an Occlum user extends the bom.

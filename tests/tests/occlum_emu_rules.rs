@@ -46,16 +46,7 @@ fn mount_and_mount_rootfs_answer_like_occlum_0_30() {
     )
     .unwrap();
     std::fs::create_dir(path("instance")).unwrap();
-    encc_ok(args![
-        "occlum",
-        "render",
-        "--boot-config",
-        boot,
-        "-o",
-        path("instance/Occlum.json"),
-        "--init",
-        probe
-    ]);
+    occlum_render(&boot, &path("instance/Occlum.json"), &probe);
     // The initfs: the probe as /bin/init (with its libraries) and the boot config.
     let bom = path("probe.yaml");
     std::fs::write(

@@ -44,16 +44,7 @@ fn boot_config_init_check_and_occlum_render() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hostname"));
 
     let occlum = dir.path().join("Occlum.json");
-    encc_ok(args![
-        "occlum",
-        "render",
-        "--boot-config",
-        boot,
-        "-o",
-        occlum,
-        "--init",
-        "/opt/encc/init"
-    ]);
+    occlum_render(&boot, &occlum, std::path::Path::new("/opt/encc/init"));
     let rendered: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&occlum).unwrap()).unwrap();
     assert_eq!(

@@ -110,6 +110,20 @@ macro_rules! args {
     ($($a:expr),* $(,)?) => { &[$(::std::ffi::OsStr::new(&$a)),*] };
 }
 
+/// `encc occlum render --boot-config BOOT -o OCCLUM_JSON --init INIT`, which must succeed.
+pub fn occlum_render(boot: &Path, occlum_json: &Path, init: &Path) {
+    encc_ok(args![
+        "occlum",
+        "render",
+        "--boot-config",
+        boot,
+        "-o",
+        occlum_json,
+        "--init",
+        init
+    ]);
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
