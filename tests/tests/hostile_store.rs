@@ -289,7 +289,7 @@ fn run_under_attack(e: &Env, extra: &str, runs: usize) -> Vec<String> {
         .seen
         .iter()
         .filter(|ev| {
-            let image = [".img", ".partial", ".seal", ".lock"]
+            let image = [".img", ".partial", ".seal", ".meta", ".lock"]
                 .iter()
                 .any(|s| ev.name.ends_with(s));
             ev.is_dir() || !image
