@@ -17,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::enclave::*;
+use common::proxy::Proxy;
 use common::*;
 use serde_json::Value;
 
@@ -372,6 +373,56 @@ fn an_image_in_use_is_neither_removed_nor_pruned() {
     let out = e.store_cmd("rm", &[&kept.manifest]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     assert!(e.store_names().is_empty(), "{:?}", e.store_names());
+}
+
+#[test]
+fn rm_and_prune_leave_an_image_a_start_is_pulling() {
+    let Some(e) = env() else { return };
+    let (kept, _) = e.start(&e.image(), &[]);
+    let stem = kept.manifest.replace(':', "-");
+    // The host drops the seal: the next start pulls the image again, holding its lock,
+    // and stalls mid-pull (blob requests wait while `hold` exists).
+    std::fs::remove_file(e.store().join(format!("{stem}.seal"))).unwrap();
+    let hold = e.dir.path().join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    let proxy = Proxy::start(&e.registry, &["--hold-blobs", hold.to_str().unwrap()]);
+    let image = format!("docker://{}/test/busybox:latest", proxy.addr);
+    let mut pulling = e
+        .launch_sealed(&proxy.addr, &image, "echo pulled")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !e.store_names().iter().any(|n| n.ends_with(".partial")) {
+        assert!(pulling.try_wait().unwrap().is_none(), "the start ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(row(&e.ls(&[]), &kept.manifest)["state"], "locked");
+    let out = e.store_cmd("rm", &[&kept.manifest]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a start or removal holds its lock"),
+        "{stderr}"
+    );
+    let out = e.store_cmd("prune", &["--keep-last", "0"]);
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!("skipped {}", kept.manifest)),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    let out = pulling.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "pulled\n"),
+        "{stderr}"
+    );
+    e.assert_store_holds(1);
+    let out = e.store_cmd("rm", &[&kept.manifest]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
 }
 
 #[test]
