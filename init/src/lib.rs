@@ -8,7 +8,8 @@
 //!   platforms; `platform`: what differs (store, kept images, stage 2); `stage2`: the root;
 //! - [`run`]: running one container to its end with signals forwarded;
 //! - [`seal`]: the native platform's sealed bookkeeping (images kept across starts);
-//! - [`store`]: the store on host storage (per-image locks, kept images, stale partials);
+//! - [`store`]: the store on host storage (per-image locks, kept images, stale partials,
+//!   in-use marks, listing, removal and eviction of kept images);
 //! - [`occlum`]: the Occlum platform's first boot stage (run under the tests' Occlum interface
 //!   emulator; never on SGX or inside the Occlum LibOS); its exec shim is `encc_exec`.
 //!

@@ -5,7 +5,7 @@
 //! associated data: the host can delete a seal but not move it to another image or alter it
 //! unnoticed.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,8 @@ use zeroize::Zeroizing;
 
 const NONCE_LEN: usize = 12;
 const AAD_PREFIX: &[u8] = b"encc seal v1 ";
+/// Nonce, data key, root hash, tag.
+const SEAL_LEN: usize = NONCE_LEN + KEY_LEN + 32 + 16;
 
 /// Why a seal cannot be made or opened.
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +104,31 @@ pub fn open_seal(
     path: &Path,
     manifest: &str,
 ) -> Result<(DataKey, RootHash), SealError> {
-    let bytes = std::fs::read(path).map_err(|source| SealError::Io {
+    let io = |source| SealError::Io {
         what: "read",
         path: path.to_owned(),
         source,
-    })?;
+    };
     let unauthentic = || SealError::Unauthentic {
         path: path.to_owned(),
     };
-    if bytes.len() != NONCE_LEN + KEY_LEN + 32 + 16 {
+    // A symlink or fifo the host put there is refused, never followed or waited on.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => unauthentic(),
+            _ => io(e),
+        })?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(unauthentic());
+    }
+    let mut bytes = Vec::new();
+    file.take(SEAL_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() != SEAL_LEN {
         return Err(unauthentic());
     }
     let (nonce, sealed) = bytes.split_at(NONCE_LEN);
@@ -162,6 +180,26 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
             open_seal(&sealing, &path, "sha256:aa"),
+            Err(SealError::Unauthentic { .. })
+        ));
+    }
+
+    #[test]
+    fn a_symlinked_or_fifo_seal_is_refused_without_following_or_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealing = DataKey::generate().unwrap();
+        let real = dir.path().join("real.seal");
+        write_seal(&sealing, &real, "sha256:aa", &sealing, &RootHash([1; 32])).unwrap();
+        let link = dir.path().join("link.seal");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            open_seal(&sealing, &link, "sha256:aa"),
+            Err(SealError::Unauthentic { .. })
+        ));
+        let fifo = dir.path().join("fifo.seal");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            open_seal(&sealing, &fifo, "sha256:aa"),
             Err(SealError::Unauthentic { .. })
         ));
     }

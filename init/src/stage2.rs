@@ -22,6 +22,8 @@ pub(crate) struct Running {
     pub(crate) config: BootConfig,
     /// The image file to remove at teardown (pulled by stage 1), if any.
     pub(crate) pulled: Option<PathBuf>,
+    /// The kept image's mark of being in use, held until teardown.
+    pub(crate) in_use: Option<crate::store::InUse>,
 }
 
 /// Reads the run config a pull stored in the image.
@@ -65,6 +67,7 @@ pub(crate) fn prepare(
         image,
         config,
         pulled,
+        in_use: None,
     })
 }
 

@@ -289,7 +289,7 @@ fn run_under_attack(e: &Env, extra: &str, runs: usize) -> Vec<String> {
         .seen
         .iter()
         .filter(|ev| {
-            let image = [".img", ".partial", ".seal", ".lock"]
+            let image = [".img", ".partial", ".seal", ".meta", ".lock"]
                 .iter()
                 .any(|s| ev.name.ends_with(s));
             ev.is_dir() || !image
@@ -315,7 +315,7 @@ fn a_host_moving_store_entries_gets_no_plaintext_and_no_root_of_its_choosing() {
 }
 
 #[test]
-fn a_sealed_store_holds_only_the_image_its_seal_and_its_lock() {
+fn a_sealed_store_holds_only_the_image_its_seal_its_metadata_and_its_lock() {
     let Some(e) = env() else { return };
     let seal_key = e.dir.path().join("seal.key");
     encc_ok(args!["key", "gen", "-o", seal_key]);
@@ -326,7 +326,11 @@ fn a_sealed_store_holds_only_the_image_its_seal_and_its_lock() {
         .iter()
         .map(|name| name.rsplit('.').next().unwrap_or_default())
         .collect();
-    assert_eq!(kinds, ["img", "lock", "seal"], "store holds {left:?}");
+    assert_eq!(
+        kinds,
+        ["img", "lock", "meta", "seal"],
+        "store holds {left:?}"
+    );
     assert!(
         left.iter().all(|name| name.starts_with("sha256-")),
         "store holds {left:?}"

@@ -519,15 +519,19 @@ fn a_sealing_key_keeps_the_image_for_the_next_start() {
     let (out, first) = run("echo one > /tmp/x; cat /data/marker.txt");
     assert_eq!(out, "image-file-marker-5c1e\n");
     assert!(!first.contains("sealed image reused"), "{first}");
-    // The store keeps the image, its seal and its lock file, and nothing in the clear.
+    // The store keeps the image, its lock file, its metadata and its seal, and nothing of
+    // the image in the clear.
     let mut kept: Vec<String> = std::fs::read_dir(e.store())
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     kept.sort();
-    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept.len(), 4, "{kept:?}");
     assert!(
-        kept[0].ends_with(".img") && kept[1].ends_with(".lock") && kept[2].ends_with(".seal"),
+        kept[0].ends_with(".img")
+            && kept[1].ends_with(".lock")
+            && kept[2].ends_with(".meta")
+            && kept[3].ends_with(".seal"),
         "{kept:?}"
     );
     for file in walk(&e.store()) {
@@ -545,7 +549,7 @@ fn a_sealing_key_keeps_the_image_for_the_next_start() {
     assert_eq!(measurement(&first), measurement(&second));
 
     // A tampered seal is not trusted: the image is pulled again under a new key.
-    let seal = e.store().join(&kept[2]);
+    let seal = e.store().join(&kept[3]);
     let mut bytes = std::fs::read(&seal).unwrap();
     bytes[30] ^= 1;
     std::fs::write(&seal, &bytes).unwrap();

@@ -19,60 +19,6 @@ use common::process::kill_tree;
 use common::proxy::Proxy;
 use common::*;
 
-impl Env {
-    /// `encc-launch run` of `image` on the test store with the sealing key, host args allowed.
-    fn launch_sealed(&self, registry: &str, image: &str, script: &str) -> Command {
-        let mut cmd = Command::new(bin("encc-launch"));
-        cmd.arg("run")
-            .arg("--store")
-            .arg(self.store())
-            .arg("--seal-key-file")
-            .arg(self.seal_key())
-            .args([
-                "--insecure-policy",
-                "--allow-host-args",
-                "--log-level",
-                "info",
-            ])
-            .args(["--insecure-registry", registry])
-            .arg(image)
-            .arg(script)
-            .env("RUST_LOG", "info");
-        cmd
-    }
-
-    fn seal_key(&self) -> PathBuf {
-        let path = self.dir.path().join("seal.key");
-        if !path.exists() {
-            encc_ok(args!["key", "gen", "-o", path]);
-        }
-        path
-    }
-
-    /// Names in the store, sorted.
-    fn store_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.store())
-            .unwrap()
-            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// The store holds `images` kept images, each with its seal and lock file, and nothing else.
-    fn assert_store_holds(&self, images: usize) {
-        let names = self.store_names();
-        for ext in [".img", ".seal", ".lock"] {
-            let n = names
-                .iter()
-                .filter(|n| n.starts_with("sha256-") && n.ends_with(ext))
-                .count();
-            assert_eq!(n, images, "{ext} files: {names:?}");
-        }
-        assert_eq!(names.len(), 3 * images, "{names:?}");
-    }
-}
-
 /// Runs every command at once (threads released together) and returns their outputs.
 fn all_at_once(commands: Vec<Command>) -> Vec<Output> {
     let barrier = Arc::new(Barrier::new(commands.len()));

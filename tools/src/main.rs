@@ -6,6 +6,8 @@ mod boot_config_cmd;
 mod image_cmd;
 mod occlum_cmd;
 mod rootfs_cmd;
+mod store_args;
+mod store_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: rootfs_cmd::RootfsCommand,
     },
+    /// The images a store keeps (with a seal key): list, remove, prune.
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
         Command::Image { command } => image_cmd::run(command),
         Command::BootConfig { command } => boot_config_cmd::run(command),
         Command::Occlum { command } => occlum_cmd::run(command),
+        Command::Store { command } => store_cmd::run(command),
         Command::Rootfs { command } => match rootfs_cmd::run(command) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),

@@ -63,6 +63,10 @@ pub struct BootConfigArgs {
     /// in the store (data key sealed) and reused by later starts.
     #[arg(long = "seal-key-file", value_name = "KEYFILE")]
     pub seal_key_file: Option<PathBuf>,
+    /// With --seal-key-file: after a successful start, remove the least recently used kept
+    /// images until they hold at most this many bytes.
+    #[arg(long = "store-max-bytes", value_name = "BYTES")]
+    pub store_max_bytes: Option<u64>,
     /// Log level inside the enclave.
     #[arg(long = "log-level", default_value = "info", value_parser = parse_level)]
     pub log_level: LevelFilter,
@@ -109,6 +113,7 @@ impl BootConfigArgs {
             hostname: self.hostname.clone(),
             log_level: self.log_level,
             seal_key_file: self.seal_key_file.clone(),
+            store_max_bytes: self.store_max_bytes,
             ..BootConfig::debugging(self.store.clone())
         };
         config.validate("from the command line")?;

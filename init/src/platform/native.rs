@@ -1,7 +1,8 @@
 //! The native platform's side of stage 1: the store is a host directory with per-image
 //! locks ([`crate::store`]); images are kept only with a `seal_key_file` (sealed beside
-//! them, reused while the seal opens); stage 2 is the FUSE + overlayfs + pivot_root root of
-//! [`crate::stage2::prepare`].
+//! them, reused while the seal opens, marked in use while their container runs, and the
+//! least recently used evicted beyond `store_max_bytes`); stage 2 is the FUSE + overlayfs +
+//! pivot_root root of [`crate::stage2::prepare`].
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -14,20 +15,52 @@ use encc_stage1::reference::ImageRef;
 use super::Platform;
 use crate::config::BootConfig;
 use crate::stage2::{prepare, Running};
-use crate::store::{Kept, Reservation, Store};
+use crate::store::{InUse, Kept, Removal, Reservation, Store};
 
-/// The native platform (namespaces simulate the enclave). Holds the store and, between
-/// `reuse` and `open_pulled`, the reservation (the image's lock) of the image being pulled.
+/// The native platform (namespaces simulate the enclave). Holds the store; between `reuse`
+/// and `open_pulled`, the reservation (the image's lock) of the image being pulled; and the
+/// manifest and in-use mark of the kept image this start uses.
 #[derive(Default)]
 pub(crate) struct Native {
     store: RefCell<Option<Store>>,
     reservation: RefCell<Option<Reservation>>,
+    kept: RefCell<Option<(Digest, Option<InUse>)>>,
 }
 
-/// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation.
+/// The PAL's `init` on the native platform: boot config, stage 1, stage 2 preparation;
+/// then, with `store_max_bytes`, the eviction of the least recently used kept images.
 pub(crate) fn boot(boot_config: &Path, image: &str) -> anyhow::Result<Running> {
     let config = crate::stage1::load_boot_config(boot_config, " (simulated measurement)")?;
-    crate::stage1::boot(&Native::default(), config, image)
+    let native = Native::default();
+    let mut running = crate::stage1::boot(&native, config, image)?;
+    if let Some((manifest, in_use)) = native.kept.take() {
+        running.in_use = in_use;
+        if let (Some(max), Some(store)) = (running.config.store_max_bytes, &*native.store.borrow())
+        {
+            evict(store, max, &manifest);
+        }
+    }
+    Ok(running)
+}
+
+/// Removes the least recently used kept images beyond `max` bytes, never `keep` nor one in
+/// use. The start has succeeded: a failure here is logged, not returned.
+fn evict(store: &Store, max: u64, keep: &Digest) {
+    match store.evict(max, keep) {
+        Ok(tried) => {
+            for (manifest, removal) in tried {
+                match removal {
+                    Removal::Removed { bytes } => log::info!(
+                        "store_max_bytes {max}: evicted kept image {manifest} ({bytes} bytes, least recently used)"
+                    ),
+                    Removal::Busy(busy) => log::info!(
+                        "store_max_bytes {max}: kept image {manifest} stays, in use ({busy:?})"
+                    ),
+                }
+            }
+        }
+        Err(e) => log::warn!("store_max_bytes {max}: eviction failed: {e:#}"),
+    }
 }
 
 fn sealing_key(config: &BootConfig) -> anyhow::Result<Option<DataKey>> {
@@ -58,14 +91,17 @@ impl Platform for Native {
         let store = self.store.borrow();
         let store = store.as_ref().context("the store is not open")?;
         let kept = match sealing_key(config)? {
-            Some(sealing) => store.reuse_or_reserve(&sealing, manifest, &reference.to_string())?,
-            None => Kept::Pull(store.reserve_one_start()?),
+            Some(sealing) => store.reuse_or_reserve(&sealing, manifest, reference)?,
+            None => Kept::Pull(Box::new(store.reserve_one_start()?)),
         };
         let reservation = match kept {
-            Kept::Reused(reader) => return Ok(Some(*reader)),
+            Kept::Reused(reader, in_use) => {
+                *self.kept.borrow_mut() = Some((*manifest, in_use));
+                return Ok(Some(*reader));
+            }
             Kept::Pull(reservation) => reservation,
         };
-        *self.reservation.borrow_mut() = Some(reservation);
+        *self.reservation.borrow_mut() = Some(*reservation);
         Ok(None)
     }
 
@@ -78,7 +114,7 @@ impl Platform for Native {
     fn open_pulled(
         &self,
         config: &BootConfig,
-        _manifest: &Digest,
+        manifest: &Digest,
         key: &DataKey,
         root_hash: &RootHash,
         _image: &Path,
@@ -88,8 +124,12 @@ impl Platform for Native {
             .borrow_mut()
             .take()
             .context("no image is reserved")?;
-        let reader = reservation.open(key, root_hash)?;
-        Ok((reader, config.seal_key_file.is_some()))
+        let (reader, in_use) = reservation.open(key, root_hash)?;
+        let kept = config.seal_key_file.is_some();
+        if kept {
+            *self.kept.borrow_mut() = Some((*manifest, in_use));
+        }
+        Ok((reader, kept))
     }
 
     fn enter(

@@ -1,6 +1,11 @@
 //! Per-image locks in the store: `flock` on `NAME.lock`, released when the holder ends, even
 //! by SIGKILL. A holder of the exclusive lock may unlink the lock file; whoever locks checks
 //! afterwards that the path still names the file it locked, and starts over if not.
+//!
+//! A running container marks its kept image in use with a shared `flock` on the image
+//! file itself ([`InUse`], taken under the image's lock and held until the container ends);
+//! removal, holding the image's exclusive lock, tries that flock exclusively and never
+//! waits for it ([`image_in_use`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
@@ -48,6 +53,11 @@ impl ImageLock {
     /// The exclusive lock on `path` if nobody holds the lock now.
     pub(super) fn try_exclusive(path: &Path) -> Result<Option<Self>, StoreError> {
         Self::take(path, FlockArg::LockExclusiveNonblock)
+    }
+
+    /// The shared lock on `path` if nobody holds it exclusively now.
+    pub(super) fn try_shared(path: &Path) -> Result<Option<Self>, StoreError> {
+        Self::take(path, FlockArg::LockSharedNonblock)
     }
 
     /// Unlinks the lock file when the lock is released (exclusive holders only).
@@ -101,7 +111,7 @@ impl ImageLock {
             }
         }
         match arg {
-            FlockArg::LockExclusiveNonblock => Ok(None),
+            FlockArg::LockExclusiveNonblock | FlockArg::LockSharedNonblock => Ok(None),
             _ => Err(StoreError::LockFileChanged {
                 path: path.to_owned(),
             }),
@@ -118,11 +128,90 @@ impl Drop for ImageLock {
             }
         }
         if let Some(flock) = self.flock.take() {
-            if let Err((flock, e)) = flock.unlock() {
-                // Flock's own drop would panic; the lock then goes when this process ends.
-                log::warn!("cannot unlock {}: {e}", self.path.display());
-                std::mem::forget(flock);
-            }
+            unlock(flock, &self.path);
+        }
+    }
+}
+
+fn unlock(flock: Flock<File>, path: &Path) {
+    if let Err((flock, e)) = flock.unlock() {
+        // Flock's own drop would panic; the lock then goes when this process ends.
+        log::warn!("cannot unlock {}: {e}", path.display());
+        std::mem::forget(flock);
+    }
+}
+
+/// A running container's mark on its kept image: a shared `flock` on the image file,
+/// released on drop (or when the enclave ends, however it ends).
+#[derive(Debug)]
+pub struct InUse {
+    flock: Option<Flock<File>>,
+    path: PathBuf,
+}
+
+impl InUse {
+    /// Marks the image file at `path` in use (the caller holds the image's lock, so only
+    /// the host can hold the flock exclusively, and then this waits, as for the lock).
+    /// `Ok(None)` when there is no regular file there.
+    pub(super) fn mark(path: &Path) -> Result<Option<Self>, StoreError> {
+        Ok(flock_image(path, FlockArg::LockShared)?.map(|flock| Self {
+            flock: Some(flock),
+            path: path.to_owned(),
+        }))
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(flock) = self.flock.take() {
+            unlock(flock, &self.path);
+        }
+    }
+}
+
+/// Whether a running container holds the image file at `path` ([`InUse`]); never waits.
+/// A missing file, a symlink or anything but a regular file is not in use.
+pub(super) fn image_in_use(path: &Path) -> Result<bool, StoreError> {
+    match flock_image(path, FlockArg::LockExclusiveNonblock) {
+        Ok(Some(flock)) => {
+            unlock(flock, path);
+            Ok(false)
+        }
+        Ok(None) => Ok(false),
+        Err(StoreError::Lock { source, .. })
+            if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The flock `arg` on the regular file at `path`, opened without following a symlink or
+/// blocking on a fifo and never created; `Ok(None)` when there is no regular file there.
+fn flock_image(path: &Path, arg: FlockArg) -> Result<Option<Flock<File>>, StoreError> {
+    let err = |source| StoreError::Lock {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    if !file.metadata().map_err(err)?.is_file() {
+        return Ok(None);
+    }
+    loop {
+        match Flock::lock(file, arg) {
+            Ok(flock) => return Ok(Some(flock)),
+            Err((again, Errno::EINTR)) => file = again,
+            Err((_, e)) => return Err(err(e.into())),
         }
     }
 }

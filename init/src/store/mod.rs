@@ -12,8 +12,14 @@
 //! The host can delete or replace lock files: that breaks the mutual exclusion, so a start
 //! may fail, but never opens a wrong pair: the seal binds the data key and root hash to the
 //! manifest digest, and the image must authenticate under that key and have that root hash.
+//!
+//! Each start of a kept image records, under its lock, the reference and the time in the
+//! image's metadata ([`meta`]), and marks the image in use while its container runs
+//! ([`InUse`]); [`manage`] lists, removes and evicts kept images on that basis.
 
 mod lock;
+mod manage;
+mod meta;
 mod names;
 
 use std::ffi::OsString;
@@ -23,10 +29,16 @@ use std::path::{Path, PathBuf};
 
 use encc_rootfs::{DataKey, OpenError, RootHash, RootfsReader};
 use encc_stage1::digest::Digest;
+use encc_stage1::reference::ImageRef;
 
 use crate::seal::{open_seal, write_seal, SealError};
 use lock::{ImageLock, Mode};
+use meta::Meta;
 use names::ImageName;
+
+pub use lock::InUse;
+pub use manage::{prune_selection, Busy, KeptImage, Removal, SealState};
+pub use meta::MetaError;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +65,15 @@ pub enum StoreError {
     #[error("cannot lock {}", path.display())]
     Lock {
         /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store directory does not exist (or is not a directory).
+    #[error("there is no store at {}", path.display())]
+    Missing {
+        /// The store.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -114,10 +135,11 @@ pub struct Store {
 
 /// What the store holds for an image: a kept image, opened, or a reservation to pull it.
 pub enum Kept {
-    /// The kept image, opened under its seal's key and checked against its root hash.
-    Reused(Box<RootfsReader>),
+    /// The kept image, opened under its seal's key and checked against its root hash, and
+    /// its mark of being in use (hold it while the container runs).
+    Reused(Box<RootfsReader>, Option<InUse>),
     /// Nothing usable is kept: pull into [`Reservation::image`], then [`Reservation::open`].
-    Pull(Reservation),
+    Pull(Box<Reservation>),
 }
 
 /// The right to write one image of the store (its exclusive lock) until it is opened.
@@ -127,6 +149,8 @@ pub struct Reservation {
     image: PathBuf,
     /// For a kept image: the sealing key, the seal file and the manifest digest.
     seal: Option<(DataKey, PathBuf, String)>,
+    /// For a kept image: its metadata file and the reference it is pulled as.
+    meta: Option<(PathBuf, ImageRef)>,
 }
 
 impl Store {
@@ -149,24 +173,25 @@ impl Store {
     }
 
     /// The kept image of `manifest` opened under its seal, or (after waiting for any start
-    /// that is pulling it) the reservation to pull it. `reference` names it in the log.
+    /// that is pulling it) the reservation to pull it. `reference` (what the host asked
+    /// for) names it in the log and in its metadata.
     pub fn reuse_or_reserve(
         &self,
         sealing: &DataKey,
         manifest: &Digest,
-        reference: &str,
+        reference: &ImageRef,
     ) -> Result<Kept, StoreError> {
         let name = ImageName::kept(manifest);
         let manifest = manifest.to_string();
         let shared = ImageLock::acquire(&self.path(&name, "lock"), Mode::Shared)?;
         if let Ok(Some(reader)) = self.reuse(&name, sealing, &manifest, &shared) {
-            return Ok(Kept::Reused(Box::new(reader)));
+            return Ok(self.reused(&name, reader, reference, &shared));
         }
         drop(shared);
         let lock = ImageLock::acquire(&self.path(&name, "lock"), Mode::Exclusive)?;
         // Another start may have kept it while this one waited.
         match self.reuse(&name, sealing, &manifest, &lock) {
-            Ok(Some(reader)) => return Ok(Kept::Reused(Box::new(reader))),
+            Ok(Some(reader)) => return Ok(self.reused(&name, reader, reference, &lock)),
             Ok(None) => {}
             Err(e) => log::warn!("{}; pulling {reference} again", error_chain(&e)),
         }
@@ -175,11 +200,25 @@ impl Store {
         // written leaves an image without a seal, which the next start pulls again.
         let seal = self.path(&name, "seal");
         remove_if_present(&seal)?;
-        Ok(Kept::Pull(Reservation {
+        Ok(Kept::Pull(Box::new(Reservation {
             lock,
             image: self.path(&name, "img"),
             seal: Some((sealing.clone(), seal, manifest)),
-        }))
+            meta: Some((self.path(&name, "meta"), reference.clone())),
+        })))
+    }
+
+    /// A reused kept image, marked in use, with this use recorded (under the image's lock).
+    fn reused(
+        &self,
+        name: &ImageName,
+        reader: RootfsReader,
+        reference: &ImageRef,
+        _held: &ImageLock,
+    ) -> Kept {
+        let in_use = mark_in_use(&self.path(name, "img"));
+        record_use(&self.path(name, "meta"), reference);
+        Kept::Reused(Box::new(reader), in_use)
     }
 
     /// A reservation for an image of one start (no sealing key): a fresh name whose lock
@@ -192,6 +231,7 @@ impl Store {
             lock,
             image: self.path(&name, "img"),
             seal: None,
+            meta: None,
         })
     }
 
@@ -293,8 +333,13 @@ impl Reservation {
     }
 
     /// Opens the image written under `key` with root hash `root`, checking that root hash;
-    /// for a kept image, seals `key` and `root` beside it. Then releases the lock.
-    pub fn open(self, key: &DataKey, root: &RootHash) -> Result<RootfsReader, StoreError> {
+    /// for a kept image, seals `key` and `root` beside it, records this use and marks it in
+    /// use (hold the mark while the container runs). Then releases the lock.
+    pub fn open(
+        self,
+        key: &DataKey,
+        root: &RootHash,
+    ) -> Result<(RootfsReader, Option<InUse>), StoreError> {
         let reader = RootfsReader::open(&self.image, key).map_err(|source| StoreError::Open {
             path: self.image.clone(),
             source,
@@ -303,8 +348,15 @@ impl Reservation {
         if let Some((sealing, seal, manifest)) = &self.seal {
             write_seal(sealing, seal, manifest, key, root)?;
         }
+        let in_use = match &self.meta {
+            Some((meta, reference)) => {
+                record_use(meta, reference);
+                mark_in_use(&self.image)
+            }
+            None => None,
+        };
         drop(self.lock);
-        Ok(reader)
+        Ok((reader, in_use))
     }
 }
 
@@ -318,6 +370,28 @@ fn check_root(reader: &RootfsReader, image: &Path, expected: RootHash) -> Result
         });
     }
     Ok(())
+}
+
+/// Records a start of the image whose metadata is `meta` as `reference` now (the caller
+/// holds the image's lock). A failure costs only the label, so it is logged.
+fn record_use(meta: &Path, reference: &ImageRef) {
+    let previous = Meta::read(meta).unwrap_or_else(|e| {
+        log::warn!("{}; writing it anew", error_chain(&e));
+        None
+    });
+    if let Err(e) = Meta::used_as(previous, reference).write(meta) {
+        log::warn!("{}", error_chain(&e));
+    }
+}
+
+/// The in-use mark of the image at `image` (the caller holds the image's lock). Without
+/// it the image may be removed while its container runs (the container keeps its open
+/// file), so a failure is logged and the start goes on.
+fn mark_in_use(image: &Path) -> Option<InUse> {
+    InUse::mark(image).unwrap_or_else(|e| {
+        log::warn!("{}; the image is not marked in use", error_chain(&e));
+        None
+    })
 }
 
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {

@@ -1,6 +1,7 @@
 //! Names in the store. Every file of an image has the image's name as its stem: `NAME.img`,
-//! `NAME.seal`, `NAME.lock`, and the partial files of writers, `.NAME.img.RANDOM.partial` and
-//! `.NAME.seal.RANDOM.partial`.
+//! `NAME.seal`, `NAME.meta` (kept images: references and last use), `NAME.lock`, and the
+//! partial files of writers, `.NAME.img.RANDOM.partial`, `.NAME.seal.RANDOM.partial` and
+//! `.NAME.meta.RANDOM.partial`. Nothing else in the store is ever opened or removed by name.
 
 use std::fmt;
 
@@ -27,6 +28,23 @@ impl ImageName {
         Ok(Self(format!("{ONE_START}{}", hex::encode(id))))
     }
 
+    /// The kept image a file of the store belongs to (`sha256-HEX.img`, `.seal`, `.meta`
+    /// or `.lock`), if it is one.
+    pub(super) fn of_kept_file(file_name: &str) -> Option<Self> {
+        let (stem, ext) = file_name.rsplit_once('.')?;
+        if !matches!(ext, "img" | "seal" | "meta" | "lock") {
+            return None;
+        }
+        Self::parse(stem).filter(Self::is_kept)
+    }
+
+    /// The manifest digest of a kept image.
+    pub(super) fn manifest(&self) -> Option<Digest> {
+        format!("sha256:{}", self.0.strip_prefix(KEPT)?)
+            .parse()
+            .ok()
+    }
+
     /// Whether the image is kept across starts (with a seal).
     pub(super) fn is_kept(&self) -> bool {
         self.0.starts_with(KEPT)
@@ -41,7 +59,8 @@ impl ImageName {
         }
         let stem = rest
             .strip_suffix(".img")
-            .or_else(|| rest.strip_suffix(".seal"))?;
+            .or_else(|| rest.strip_suffix(".seal"))
+            .or_else(|| rest.strip_suffix(".meta"))?;
         Self::parse(stem)
     }
 
@@ -80,6 +99,7 @@ mod tests {
         for (file, image) in [
             (format!(".{kept}.img.Ab3dEf.partial"), Some(&kept)),
             (format!(".{kept}.seal.x1.partial"), Some(&kept)),
+            (format!(".{kept}.meta.x1.partial"), Some(&kept)),
             (format!(".{one}.img.QwErTy.partial"), Some(&one)),
             (format!("{kept}.img"), None),
             (format!(".{kept}.img.partial"), None),
@@ -102,5 +122,28 @@ mod tests {
             .unwrap()
             .is_kept());
         assert!(!ImageName::one_start().unwrap().is_kept());
+    }
+
+    #[test]
+    fn kept_files_name_their_image_and_manifest() {
+        let hex = "ab".repeat(32);
+        for ext in ["img", "seal", "meta", "lock"] {
+            let name = ImageName::of_kept_file(&format!("sha256-{hex}.{ext}")).unwrap();
+            assert_eq!(
+                name.manifest().unwrap().to_string(),
+                format!("sha256:{hex}")
+            );
+        }
+        for odd in [
+            format!("sha256-{hex}.img.partial"),
+            format!("sha256-{hex}.other"),
+            format!("sha256-{hex}"),
+            format!("encc-{}.img", "0f".repeat(8)),
+            format!("sha256-{}.img", "AB".repeat(32)),
+            format!("sha256-{hex}/x.img"),
+            "../sha256-.img".to_owned(),
+        ] {
+            assert_eq!(ImageName::of_kept_file(&odd), None, "{odd}");
+        }
     }
 }

@@ -107,3 +107,51 @@ fn opening_the_store_removes_partials_of_dead_writers_only() {
     assert_eq!(names(dir.path()), expected);
     drop(writer);
 }
+
+#[test]
+fn an_image_marked_in_use_is_not_removed_and_its_mark_goes_with_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let manifest: Digest = format!("sha256:{}", "d".repeat(64)).parse().unwrap();
+    let name = ImageName::kept(&manifest);
+    for ext in ["img", "seal", "meta"] {
+        std::fs::write(store.path(&name, ext), b"x").unwrap();
+    }
+    let image = store.path(&name, "img");
+    let mark = InUse::mark(&image).unwrap().unwrap();
+    let other = InUse::mark(&image).unwrap().unwrap();
+    assert!(super::lock::image_in_use(&image).unwrap());
+    assert_eq!(
+        store.remove(&manifest).unwrap(),
+        Removal::Busy(Busy::Running)
+    );
+    drop((mark, other));
+    let lock = ImageLock::acquire(&store.path(&name, "lock"), Mode::Shared).unwrap();
+    assert_eq!(
+        store.remove(&manifest).unwrap(),
+        Removal::Busy(Busy::Locked)
+    );
+    drop(lock);
+    assert_eq!(
+        store.remove(&manifest).unwrap(),
+        Removal::Removed { bytes: 3 }
+    );
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+#[test]
+fn a_symlink_or_fifo_as_an_image_is_never_in_use_nor_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, b"outside").unwrap();
+    let held = InUse::mark(&target).unwrap().unwrap();
+    let link = dir.path().join("l.img");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(InUse::mark(&link).unwrap().is_none());
+    assert!(!super::lock::image_in_use(&link).unwrap());
+    let fifo = dir.path().join("f.img");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert!(InUse::mark(&fifo).unwrap().is_none());
+    assert!(!super::lock::image_in_use(&fifo).unwrap());
+    drop(held);
+}

@@ -69,6 +69,10 @@ pub struct BootConfig {
     /// it, pulled images stay in the store with their data key sealed beside them and are
     /// reused by later starts; without it each start pulls again and the image is deleted.
     pub seal_key_file: Option<PathBuf>,
+    /// Native platform, with `seal_key_file`: after a successful start, the least recently
+    /// used kept images (never the one just started, nor one in use) are removed until the
+    /// kept images hold at most this many bytes.
+    pub store_max_bytes: Option<u64>,
 }
 
 /// Where the signature policy comes from.
@@ -211,6 +215,7 @@ impl BootConfig {
             net_namespace: false,
             log_level: LevelFilter::Info,
             seal_key_file: None,
+            store_max_bytes: None,
         }
     }
 

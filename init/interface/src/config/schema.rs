@@ -53,6 +53,8 @@ pub(super) struct BootConfigJson {
     log_level: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seal_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store_max_bytes: Option<u64>,
 }
 
 /// `kbs` in `boot.json`.
@@ -152,6 +154,7 @@ impl BootConfigJson {
             net_namespace: self.net_namespace,
             log_level,
             seal_key_file: self.seal_key_file,
+            store_max_bytes: self.store_max_bytes,
         };
         config.validate(name)?;
         Ok(config)
@@ -191,6 +194,7 @@ impl From<BootConfig> for BootConfigJson {
             net_namespace: c.net_namespace,
             log_level: c.log_level.as_str().to_ascii_lowercase(),
             seal_key_file: c.seal_key_file,
+            store_max_bytes: c.store_max_bytes,
         }
     }
 }

@@ -17,7 +17,7 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn unknown_fields_and_bad_values_are_refused_with_the_field_named() {
-    let cases: [(&str, &str); 13] = [
+    let cases: [(&str, &str); 15] = [
         (
             r#"{"store": "/s", "policy": "/p", "allow_host_arg": true}"#,
             "unknown field",
@@ -64,6 +64,14 @@ fn unknown_fields_and_bad_values_are_refused_with_the_field_named() {
             r#"{"store": "/s", "insecure_policy": true, "log_level": "loud"}"#,
             "log_level: \"loud\" is not a log level",
         ),
+        (
+            r#"{"store": "/s", "insecure_policy": true, "store_max_bytes": 1000}"#,
+            "store_max_bytes: has no effect without seal_key_file",
+        ),
+        (
+            r#"{"store": "/s", "insecure_policy": true, "seal_key_file": "/k", "store_max_bytes": 0}"#,
+            "store_max_bytes: 0 bytes",
+        ),
     ];
     for (json, needle) in cases {
         let err = BootConfig::parse(json.as_bytes(), "boot.json").unwrap_err();
@@ -78,6 +86,20 @@ fn unknown_fields_and_bad_values_are_refused_with_the_field_named() {
             "{json}: {text}"
         );
     }
+}
+
+#[test]
+fn store_max_bytes_is_kept_with_a_seal_key() {
+    let c = BootConfig::parse(
+        br#"{"store": "/s", "insecure_policy": true, "seal_key_file": "/k", "store_max_bytes": 1073741824}"#,
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.store_max_bytes, Some(1 << 30));
+    assert!(c.to_json().contains(r#""store_max_bytes": 1073741824"#));
+    assert_eq!(BootConfig::parse(c.to_json().as_bytes(), "t").unwrap(), c);
+    let none = BootConfig::parse(br#"{"store": "/s", "insecure_policy": true}"#, "t").unwrap();
+    assert!(!none.to_json().contains("store_max_bytes"));
 }
 
 #[test]

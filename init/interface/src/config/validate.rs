@@ -61,6 +61,21 @@ pub(super) fn check(config: &BootConfig, name: &str) -> Result<(), ConfigError> 
             format!("{} is not an absolute path", seal.display()),
         ));
     }
+    match (config.store_max_bytes, &config.seal_key_file) {
+        (Some(0), _) => {
+            return Err(field(
+                "store_max_bytes",
+                "0 bytes would keep nothing".into(),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(field(
+                "store_max_bytes",
+                "has no effect without seal_key_file (nothing is kept in the store)".into(),
+            ))
+        }
+        _ => {}
+    }
     if let Some(kbs) = &config.kbs {
         if !(kbs.url.starts_with("http://") || kbs.url.starts_with("https://")) {
             return Err(field(
