@@ -81,7 +81,45 @@ pub fn scrub_own_environment() -> Vec<String> {
     for name in &names {
         std::env::remove_var(name);
     }
+    let _ = SCRUBBED.set(names.clone());
     names
+}
+
+/// What [`scrub_own_environment`] removed, for [`report_scrubbed`].
+static SCRUBBED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Sets up the enclave's log on stderr: every record passes the logger, and the level is
+/// [`DEFAULT_LOG_LEVEL`] until the boot config's `log_level` replaces it
+/// (`log::set_max_level`). The host's `RUST_LOG` is scrubbed before this and has no say.
+pub fn init_enclave_logging() {
+    use std::io::Write as _;
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        .format(|out, record| match record.level() {
+            log::Level::Error => writeln!(out, "encc: error: {}", record.args()),
+            log::Level::Warn => writeln!(out, "encc: warning: {}", record.args()),
+            level => writeln!(
+                out,
+                "encc: {} {}: {}",
+                level.as_str().to_ascii_lowercase(),
+                record.target(),
+                record.args()
+            ),
+        })
+        .try_init();
+    log::set_max_level(DEFAULT_LOG_LEVEL);
+}
+
+/// Logs, at info level, the host variables [`scrub_own_environment`] removed: called once
+/// the boot config's log level is in force (the host's variables are no reason to speak
+/// before that).
+pub fn report_scrubbed() {
+    if let Some(names) = SCRUBBED.get().filter(|n| !n.is_empty()) {
+        log::info!(
+            "ignored host variables that steer init: {}",
+            names.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]
