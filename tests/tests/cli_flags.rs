@@ -24,7 +24,8 @@ const SHARED: [&str; 8] = [
 ];
 
 /// `--help` of `program args…`, as a map from each long flag to its help block (the flag
-/// line and its description).
+/// line and its description, whitespace collapsed: clap lays a command's help out on one
+/// line or two by the width of its flags).
 fn flag_blocks(program: &str, args: &[&str]) -> BTreeMap<String, String> {
     let out = Command::new(bin(program))
         .args(args)
@@ -41,7 +42,7 @@ fn flag_blocks(program: &str, args: &[&str]) -> BTreeMap<String, String> {
             || (trimmed.starts_with('-') && trimmed.get(2..4) == Some(", "));
         if flag_line || (!line.starts_with(' ') && !line.is_empty()) {
             if let Some((name, block)) = current.take() {
-                blocks.insert(name, block.trim_end().to_owned());
+                blocks.insert(name, collapse(&block));
             }
         }
         if flag_line {
@@ -62,9 +63,13 @@ fn flag_blocks(program: &str, args: &[&str]) -> BTreeMap<String, String> {
         }
     }
     if let Some((name, block)) = current {
-        blocks.insert(name, block.trim_end().to_owned());
+        blocks.insert(name, collapse(&block));
     }
     blocks
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[test]

@@ -39,7 +39,7 @@ pub enum ImageCommand {
         #[command(flatten)]
         trust: TrustArgs,
         #[command(flatten)]
-        kbs: Box<KbsArgs>,
+        kbs: Box<PullKbsArgs>,
         /// Fail a download that receives no byte for this many seconds.
         #[arg(long = "stall-timeout", value_name = "SECONDS", default_value_t = 60)]
         stall_timeout: u64,
@@ -68,7 +68,7 @@ pub enum ImageCommand {
 /// The Key Broker Service: the flags shared with `encc-launch run` and `encc boot-config
 /// init`, plus the pull's own CA certificate for it.
 #[derive(Args)]
-pub struct KbsArgs {
+pub struct PullKbsArgs {
     #[command(flatten)]
     shared: SharedKbsArgs,
     /// Extra CA certificate (PEM) for the KBS's TLS certificate.
@@ -76,7 +76,7 @@ pub struct KbsArgs {
     kbs_cert: Option<PathBuf>,
 }
 
-impl KbsArgs {
+impl PullKbsArgs {
     fn config(&self) -> Option<KbsConfig> {
         self.shared.config().map(|kbs| KbsConfig {
             attester: kbs.attester,
