@@ -10,15 +10,9 @@ pub use encc_interface::config::*;
 /// Why the image reference the host names is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HostReferenceError {
-    /// Not an image reference.
-    #[error("image reference {reference:?} from the host is invalid")]
-    Invalid {
-        /// What the host sent.
-        reference: String,
-        /// The cause.
-        #[source]
-        source: ReferenceError,
-    },
+    /// Not an image reference (the error names what the host sent, once).
+    #[error(transparent)]
+    Invalid(ReferenceError),
     /// An `oci:` layout, and the boot config does not allow them.
     #[error(
         "image reference {reference:?} from the host names an oci: layout on host storage, \
@@ -33,12 +27,7 @@ pub enum HostReferenceError {
 /// The image the host names, parsed and checked against the boot config: an `oci:`
 /// layout (a directory the host controls) only when `allow_local_layouts` is set.
 pub fn host_reference(config: &BootConfig, image: &str) -> Result<ImageRef, HostReferenceError> {
-    let reference: ImageRef = image
-        .parse()
-        .map_err(|source| HostReferenceError::Invalid {
-            reference: image.to_owned(),
-            source,
-        })?;
+    let reference: ImageRef = image.parse().map_err(HostReferenceError::Invalid)?;
     if matches!(reference, ImageRef::Layout(_)) && !config.allow_local_layouts {
         return Err(HostReferenceError::LocalLayout {
             reference: image.to_owned(),
@@ -140,7 +129,7 @@ mod tests {
         assert!(host_reference(&strict, "docker://reg.example/a/b:1").is_ok());
         assert!(matches!(
             host_reference(&strict, "docker://"),
-            Err(HostReferenceError::Invalid { .. })
+            Err(HostReferenceError::Invalid(_))
         ));
         let open = config(r#", "allow_local_layouts": true"#);
         assert!(matches!(

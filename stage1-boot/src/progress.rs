@@ -27,7 +27,8 @@ impl Bars {
             return None;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let total = multi.add(ProgressBar::new(0));
+        // Drawn from the first layer on (an empty total would show as complete).
+        let total = ProgressBar::new(0);
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
         ) {
@@ -49,6 +50,11 @@ impl Bars {
 
 impl Progress for Bars {
     fn layer_started(&self, index: usize, digest: &Digest, size: u64) {
+        let mut layers = self.layers();
+        if layers.is_empty() {
+            self.total.set_length(0);
+            self.multi.add(self.total.clone());
+        }
         let bar = self
             .multi
             .insert_before(&self.total, ProgressBar::new(size));
@@ -60,7 +66,7 @@ impl Progress for Bars {
         let hex = digest.hex();
         bar.set_prefix(format!("layer {index} {}", &hex[..hex.len().min(12)]));
         self.total.inc_length(size);
-        self.layers().push((index, bar, false));
+        layers.push((index, bar, false));
     }
 
     fn layer_bytes(&self, index: usize, n: u64) {

@@ -207,3 +207,29 @@ fn a_missing_entrypoint_is_named_with_its_cause() {
         &[&layout, "exec: \"/bin/no-such-program\""],
     );
 }
+
+#[test]
+fn on_a_terminal_the_pull_in_the_enclave_shows_progress() {
+    let Some(e) = env() else { return };
+    // `script` runs the launcher on a pseudo-terminal and copies what it drew to stdout.
+    let command = format!(
+        "{} run --store {} --insecure-policy docker://{}/test/layered:latest",
+        bin("encc-launch").display(),
+        e.store().display(),
+        e.registry
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    e.assert_clean();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    for needle in ["layer 0 ", "layer 1 ", "total ", "B/s"] {
+        assert!(screen.contains(needle), "{needle:?} not drawn:\n{screen}");
+    }
+    // On a pipe (every other test here) nothing but the notice and the output.
+    let out = e.launch(&e.accept_all(), &e.image());
+    assert!(!text(&out).1.contains("total "), "{}", text(&out).1);
+}
