@@ -102,11 +102,18 @@ fn explain(pal: &Pal, e: PalError, reference: &str) -> anyhow::Error {
     match pal.last_error() {
         Some(text) if text.contains(reference) => anyhow::anyhow!(text),
         Some(text) => anyhow::anyhow!("cannot start {reference}: {text}"),
-        None if !pal.explains_errors() => anyhow::anyhow!(
-            "cannot start {reference}: {e:#}; {} gives no reason: the enclave's log above has \
-             it (more with --log-level info)",
-            pal.path().display()
-        ),
+        None if !pal.explains_errors() => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            anyhow::anyhow!(
+                "cannot start {reference}: {text}; the PAL gives no reason (it has no \
+                 encc_pal_last_error): the enclave's log above has it (more with --log-level info)"
+            )
+        }
         None => anyhow::Error::from(e).context(format!("cannot start {reference}")),
     }
 }
