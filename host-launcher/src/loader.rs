@@ -215,7 +215,7 @@ impl Pal {
         })
     }
 
-    /// Why the most recent failed call failed, from encc's optional `encc_pal_last_error`
+    /// Why the most recent call failed, from encc's optional `encc_pal_last_error`
     /// extension; `None` when the PAL lacks it (Occlum's own PAL) or no call failed.
     pub fn last_error(&self) -> Option<String> {
         self.symbols.last_error()

@@ -37,14 +37,7 @@ fn state() -> MutexGuard<'static, Option<State>> {
 /// Records why a call failed and returns its errno. The text is the launcher's to print
 /// (`encc_pal_last_error`), so it is logged here only at debug level, once.
 pub fn fail(errno: i32, message: impl Into<String>) -> i32 {
-    let mut message: String = message.into();
-    if message.len() > LAST_ERROR_MAX {
-        let mut end = LAST_ERROR_MAX;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-    }
+    let message = bounded(message.into());
     log::debug!(
         "PAL call failed ({}): {message}",
         std::io::Error::from_raw_os_error(errno)
@@ -53,7 +46,24 @@ pub fn fail(errno: i32, message: impl Into<String>) -> i32 {
     errno
 }
 
-/// The text of the most recent failed call, if a call failed.
+/// `message` cut to at most [`LAST_ERROR_MAX`] bytes, at a character boundary.
+fn bounded(mut message: String) -> String {
+    if message.len() > LAST_ERROR_MAX {
+        let mut end = LAST_ERROR_MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+/// Forgets the last error (a new call starts).
+pub fn clear_last_error() {
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The text of the most recent call, if it failed with one.
 pub fn last_error() -> Option<String> {
     LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
@@ -279,12 +289,11 @@ mod tests {
     }
 
     #[test]
-    fn failures_leave_their_text_bounded() {
-        assert_eq!(fail(libc::ENOENT, "first"), libc::ENOENT);
-        assert_eq!(last_error().as_deref(), Some("first"));
-        fail(libc::EIO, "é".repeat(LAST_ERROR_MAX));
-        let kept = last_error().unwrap();
-        assert!(kept.len() <= LAST_ERROR_MAX && kept.chars().all(|c| c == 'é'));
+    fn error_texts_are_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let kept = bounded("é".repeat(LAST_ERROR_MAX));
+        assert!(kept.len() <= LAST_ERROR_MAX && kept.len() > LAST_ERROR_MAX - 2);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 
     #[test]

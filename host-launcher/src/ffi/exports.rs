@@ -22,6 +22,10 @@ pub const PANIC_HOOK_ENV: &str = "ENCC_PAL_TEST_PANIC";
 const MAX_VECTOR: usize = 1 << 16;
 
 fn entry(name: &str, convention: Convention, body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+    // The last error is the most recent call's: every other call starts without one.
+    if name != "encc_pal_last_error" {
+        native::clear_last_error();
+    }
     guard(convention, || {
         if std::env::var_os(PANIC_HOOK_ENV).is_some_and(|v| v == name) {
             #[allow(clippy::panic)]
@@ -281,8 +285,8 @@ pub unsafe extern "C" fn encc_pal_entry_program(buf: *mut c_char, len: usize) ->
     })
 }
 
-/// `encc_pal_last_error`: copies why the most recent failed call of this library failed
-/// (one line naming the object and the cause) into `buf`. ENOENT when no call failed.
+/// `encc_pal_last_error`: copies why the most recent call of this library failed (one line
+/// naming the object and the cause) into `buf`. ENOENT when it did not fail with a reason.
 ///
 /// # Safety
 /// `buf` is NULL or writable for `len` bytes.

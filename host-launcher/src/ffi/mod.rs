@@ -175,9 +175,10 @@ pub type OcclumPalDestroyFn = unsafe extern "C" fn() -> c_int;
 /// Returns the string length (without NUL) or -1 with errno (EINVAL before init, ENOSPC).
 pub type EnccPalEntryProgramFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
 /// `encc_pal_last_error(buf, len)`: encc's own extension that tells a launcher why the most
-/// recent failed call failed, as one line naming the object and the cause (the enclave's
+/// recent call failed, as one line naming the object and the cause (the enclave's
 /// own error text for `init`). At most [`ENCC_PAL_LAST_ERROR_MAX`] bytes and a NUL. Returns
-/// the string length or -1 with errno (ENOENT when no call failed, EINVAL, ENOSPC).
+/// the string length or -1 with errno (ENOENT when the most recent call did not fail with a
+/// reason, EINVAL, ENOSPC).
 pub type EnccPalLastErrorFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
 
 /// Longest text `encc_pal_last_error` returns (without its NUL).
