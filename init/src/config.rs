@@ -77,13 +77,18 @@ pub fn scrub_own_environment() -> Vec<String> {
 /// What [`scrub_own_environment`] removed, for [`report_scrubbed`].
 static SCRUBBED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
-/// Sets up the enclave's log on stderr: every record passes the logger, and the level is
-/// [`DEFAULT_LOG_LEVEL`] until the boot config's `log_level` replaces it
-/// (`log::set_max_level`). The host's `RUST_LOG` is scrubbed before this and has no say.
+/// Sets up the enclave's log on stderr: every record passes the logger (but fuser's
+/// per-request lines), and the level is [`DEFAULT_LOG_LEVEL`] until the boot config's
+/// `log_level` replaces it (`log::set_max_level`). The host's `RUST_LOG` is scrubbed before
+/// this and has no say.
 pub fn init_enclave_logging() {
     use std::io::Write as _;
     let _ = env_logger::Builder::new()
         .filter_level(log::LevelFilter::Trace)
+        // fuser logs every FUSE request at debug level, from the threads that serve the
+        // container's files: into a stderr the container also writes (`2>&1`, a splice from
+        // a served file holding the pipe) such a line would stall the server for good.
+        .filter_module("fuser", log::LevelFilter::Info)
         .format(|out, record| match record.level() {
             log::Level::Error => writeln!(out, "encc: error: {}", record.args()),
             log::Level::Warn => writeln!(out, "encc: warning: {}", record.args()),

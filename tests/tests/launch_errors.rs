@@ -233,3 +233,27 @@ fn on_a_terminal_the_pull_in_the_enclave_shows_progress() {
     let out = e.launch(&e.accept_all(), &e.image());
     assert!(!text(&out).1.contains("total "), "{}", text(&out).1);
 }
+
+#[test]
+fn debug_logging_into_the_container_s_own_pipe_does_not_stall_the_file_server() {
+    let Some(e) = env() else { return };
+    // `2>&1`: the enclave's log and the container's stdout share one pipe, and busybox cat
+    // splices the FUSE-served file into it, holding the pipe while the FUSE server answers.
+    // A server thread that logged each request into that pipe would wait for it forever.
+    let command = format!(
+        "exec timeout 60 {} run --store {} --insecure-policy --allow-host-args --log-level debug \
+         {} 'cat /data/marker.txt' 2>&1",
+        bin("encc-launch").display(),
+        e.store().display(),
+        e.image()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &command])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stalled or failed: {stdout}");
+    assert!(stdout.contains("image-file-marker-5c1e"), "{stdout}");
+    e.assert_clean();
+}
