@@ -72,6 +72,16 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or(args.config.log_level.as_str()),
     )
+    .format(|out, record| {
+        use std::io::Write as _;
+        let level = record.level().as_str().to_ascii_lowercase();
+        writeln!(
+            out,
+            "encc-launch: {level} {}: {}",
+            record.target(),
+            record.args()
+        )
+    })
     .init();
     match run(&args) {
         Ok(code) => ExitCode::from(code),

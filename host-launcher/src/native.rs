@@ -156,6 +156,16 @@ pub fn init(args: &InitArgs, library_dir: Option<&Path>) -> Result<(), i32> {
     let level = args.log_level.as_deref().unwrap_or("warn");
     let _ = env_logger::Builder::new()
         .parse_filters(&std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned()))
+        .format(|out, record| {
+            use std::io::Write as _;
+            writeln!(
+                out,
+                "encc-pal: {} {}: {}",
+                record.level().as_str().to_ascii_lowercase(),
+                record.target(),
+                record.args()
+            )
+        })
         .try_init();
     let mut state = state();
     if state.is_some() {
