@@ -75,6 +75,14 @@ int occlum_pal_destroy(void);
  * (EINVAL before init, ENOSPC when len is too small). */
 int encc_pal_entry_program(char *buf, size_t len);
 
+/* encc's extension: copies why the most recent call failed into buf (one line naming
+ * the object and the cause; for init, the enclave's own error text), NUL-terminated, at most
+ * ENCC_PAL_LAST_ERROR_MAX bytes before the NUL; returns its length, or -1 with errno
+ * (ENOENT when the most recent call did not fail with a reason, EINVAL for a NULL buf,
+ * ENOSPC when len is too small). */
+#define ENCC_PAL_LAST_ERROR_MAX 4095
+int encc_pal_last_error(char *buf, size_t len);
+
 /* ---- rune Enclave Runtime PAL API v2/v3 -------------------------------------------------- */
 
 #define ENCC_RUNE_PAL_VERSION 3

@@ -215,6 +215,17 @@ impl Pal {
         })
     }
 
+    /// Why the most recent call failed, from encc's optional `encc_pal_last_error`
+    /// extension; `None` when the PAL lacks it (Occlum's own PAL) or no call failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.symbols.last_error()
+    }
+
+    /// Whether the PAL explains its failures (`encc_pal_last_error`).
+    pub fn explains_errors(&self) -> bool {
+        self.symbols.has_last_error()
+    }
+
     /// `occlum_pal_destroy`: tears the enclave down.
     pub fn destroy(&self) -> Result<(), PalError> {
         self.symbols

@@ -65,14 +65,66 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let Command::Run(args) = Cli::parse().command;
+    // The host side's log (this program and the PAL): RUST_LOG when set, else --log-level.
+    // The enclave's level is the boot config's `log_level` (composed from --log-level); the
+    // host's RUST_LOG has no say in the enclave.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(args.config.log_level.as_str()),
+    )
+    .format(|out, record| {
+        use std::io::Write as _;
+        let level = record.level().as_str().to_ascii_lowercase();
+        writeln!(
+            out,
+            "encc-launch: {level} {}: {}",
+            record.target(),
+            record.args()
+        )
+    })
+    .init();
     match run(&args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("encc-launch: {e:#}");
+            eprintln!("encc-launch: {}", one_line(&format!("{e:#}")));
             ExitCode::from(LAUNCH_FAILED)
         }
+    }
+}
+
+/// `text` on one line, without control characters (the enclave's error text can quote
+/// what a registry sent).
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The launcher's error for a failed PAL call: the PAL's own reason when it gives one
+/// (`encc_pal_last_error`), else the errno and where the reason is (Occlum's PAL).
+fn explain(pal: &Pal, e: PalError, reference: &str) -> anyhow::Error {
+    match pal.last_error() {
+        Some(text) if text.contains(reference) => anyhow::anyhow!(text),
+        Some(text) => anyhow::anyhow!("cannot start {reference}: {text}"),
+        None if !pal.explains_errors() => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            anyhow::anyhow!(
+                "cannot start {reference}: {text}; the PAL gives no reason (it has no \
+                 encc_pal_last_error): the enclave's log above has it (more with --log-level info)"
+            )
+        }
+        None => anyhow::Error::from(e).context(format!("cannot start {reference}")),
     }
 }
 
@@ -120,7 +172,7 @@ fn run(args: &RunArgs) -> Result<u8> {
         &instance,
         Some(&args.config.log_level.as_str().to_ascii_lowercase()),
     )
-    .with_context(|| format!("enclave init for {} failed", args.reference))?;
+    .map_err(|e| explain(&pal, e, &args.reference))?;
     let result = run_initialised(&pal, args);
     let destroyed = pal.destroy();
     let code = result?;
@@ -146,7 +198,17 @@ fn run_initialised(pal: &Arc<Pal>, args: &RunArgs) -> Result<u8> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let pid = match pal.create_process(&path, &argv, &env, None) {
         Ok(pid) => pid,
-        Err(e) => return Ok(report_create_error(&e)),
+        Err(e) => {
+            let code = match e.raw_os_error() {
+                Some(libc::EACCES) => 126,
+                _ => LAUNCH_FAILED,
+            };
+            eprintln!(
+                "encc-launch: {}",
+                one_line(&format!("{:#}", explain(pal, e, &args.reference)))
+            );
+            return Ok(code);
+        }
     };
     let handle = signals.handle();
     let forwarder = {
@@ -163,12 +225,4 @@ fn run_initialised(pal: &Arc<Pal>, args: &RunArgs) -> Result<u8> {
     handle.close();
     let _ = forwarder.join();
     Ok(status?.shell_code().clamp(0, 255) as u8)
-}
-
-fn report_create_error(e: &PalError) -> u8 {
-    eprintln!("encc-launch: {e:#}");
-    match e.raw_os_error() {
-        Some(libc::EACCES) => 126,
-        _ => LAUNCH_FAILED,
-    }
 }

@@ -23,13 +23,61 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
+/// Why the most recent call failed (what `encc_pal_last_error` returns).
+static LAST_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Longest error text kept, in bytes: with its NUL it fits a buffer of
+/// [`LAST_ERROR_MAX`] + 1 bytes.
+pub const LAST_ERROR_MAX: usize = 4095;
+
 fn state() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Records why a call failed and returns its errno. The text is the launcher's to print
+/// (`encc_pal_last_error`), so it is logged here only at debug level, once.
+pub fn fail(errno: i32, message: impl Into<String>) -> i32 {
+    let message = bounded(message.into());
+    log::debug!(
+        "PAL call failed ({}): {message}",
+        std::io::Error::from_raw_os_error(errno)
+    );
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    errno
+}
+
+/// `message` cut to at most [`LAST_ERROR_MAX`] bytes, at a character boundary.
+fn bounded(mut message: String) -> String {
+    if message.len() > LAST_ERROR_MAX {
+        let mut end = LAST_ERROR_MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+/// Forgets the last error (a new call starts).
+pub fn clear_last_error() {
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// The text of the most recent call, if it failed with one.
+pub fn last_error() -> Option<String> {
+    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// `e` with its causes, one line.
 fn errno_of(e: &EnclaveError) -> i32 {
-    log::error!("{e}");
-    e.errno()
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    fail(e.errno(), text)
 }
 
 /// What `pal_init` needs, from rune's `enclave.runtime.args` or Occlum's attr + env.
@@ -89,32 +137,49 @@ fn init_binary(library_dir: Option<&Path>) -> Result<PathBuf, i32> {
     }
     match library_dir.map(|d| d.join("init")) {
         Some(path) if path.is_file() => Ok(path),
-        other => {
-            log::error!(
-                "cannot find the encc init binary (looked for {:?}); set {INIT_ENV}",
-                other
-            );
-            Err(libc::ENOENT)
-        }
+        other => Err(fail(
+            libc::ENOENT,
+            format!(
+                "cannot find the encc init binary (looked for {}); set {INIT_ENV}",
+                other.map_or_else(
+                    || "init beside the PAL library".into(),
+                    |p| p.display().to_string()
+                )
+            ),
+        )),
     }
 }
 
 /// `init`: creates the enclave and runs stage 1 to completion.
 pub fn init(args: &InitArgs, library_dir: Option<&Path>) -> Result<(), i32> {
-    let level = args.log_level.as_deref().unwrap_or("info");
+    // The PAL is host code: the host's RUST_LOG steers it, else the caller's level.
+    let level = args.log_level.as_deref().unwrap_or("warn");
     let _ = env_logger::Builder::new()
         .parse_filters(&std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned()))
+        .format(|out, record| {
+            use std::io::Write as _;
+            writeln!(
+                out,
+                "encc-pal: {} {}: {}",
+                record.level().as_str().to_ascii_lowercase(),
+                record.target(),
+                record.args()
+            )
+        })
         .try_init();
     let mut state = state();
     if state.is_some() {
-        log::error!("the PAL is already initialised");
-        return Err(libc::EEXIST);
+        return Err(fail(libc::EEXIST, "the PAL is already initialised"));
     }
     let exe = init_binary(library_dir)?;
     let enclave = Enclave::spawn(&exe).map_err(|e| errno_of(&e))?;
     match enclave.boot(&args.boot_config, &args.image) {
         Ok(ready) => {
-            log::info!("enclave ready, rootfs measurement {}", ready.root_hash);
+            log::info!(
+                "enclave ready for {}, rootfs measurement {}",
+                args.image,
+                ready.root_hash
+            );
             *state = Some(State {
                 enclave: Arc::new(enclave),
                 ready,
@@ -137,13 +202,17 @@ pub fn create_process(
 ) -> Result<i32, i32> {
     let enclave = {
         let state = state();
-        let state = state.as_ref().ok_or(libc::EINVAL)?;
+        let state = state
+            .as_ref()
+            .ok_or_else(|| fail(libc::EINVAL, "create_process before init"))?;
         if path != state.ready.entry_program {
-            log::error!(
-                "{path:?} is not the entry point {:?}: refused",
-                state.ready.entry_program
-            );
-            return Err(libc::EACCES);
+            return Err(fail(
+                libc::EACCES,
+                format!(
+                    "{path:?} is not the entry point {:?}: refused",
+                    state.ready.entry_program
+                ),
+            ));
         }
         Arc::clone(&state.enclave)
     };
@@ -175,8 +244,10 @@ pub fn exec(pid: i32) -> Result<i32, i32> {
 /// `kill`: SIGKILL or SIGTERM to `pid` (-1: all).
 pub fn kill(pid: i32, sig: i32) -> Result<(), i32> {
     if sig != libc::SIGKILL && sig != libc::SIGTERM {
-        log::error!("kill: only SIGKILL and SIGTERM are supported, not {sig}");
-        return Err(libc::EINVAL);
+        return Err(fail(
+            libc::EINVAL,
+            format!("kill: only SIGKILL and SIGTERM are supported, not {sig}"),
+        ));
     }
     enclave()?.kill(pid, sig).map_err(|e| errno_of(&e))
 }
@@ -225,6 +296,14 @@ mod tests {
             let err = parse_rune_args(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn error_texts_are_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let kept = bounded("é".repeat(LAST_ERROR_MAX));
+        assert!(kept.len() <= LAST_ERROR_MAX && kept.len() > LAST_ERROR_MAX - 2);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 
     #[test]

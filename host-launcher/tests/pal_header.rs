@@ -114,6 +114,10 @@ fn rust_layout() -> BTreeMap<String, usize> {
         "const ENCC_RUNE_PAL_VERSION".into(),
         RUNE_PAL_VERSION as usize,
     );
+    m.insert(
+        "const ENCC_PAL_LAST_ERROR_MAX".into(),
+        ENCC_PAL_LAST_ERROR_MAX,
+    );
     m
 }
 
@@ -125,7 +129,11 @@ fn header_compiles_and_matches_the_rust_abi() {
 #[test]
 fn header_declares_every_exported_symbol() {
     let header = include_str!("../include/encc_pal.h");
-    for symbol in OCCLUM_PAL_SYMBOLS.iter().chain(RUNE_PAL_SYMBOLS.iter()) {
+    for symbol in OCCLUM_PAL_SYMBOLS
+        .iter()
+        .chain(RUNE_PAL_SYMBOLS.iter())
+        .chain(ENCC_PAL_EXTENSIONS.iter())
+    {
         assert!(
             header.contains(&format!("int {symbol}(")),
             "encc_pal.h does not declare {symbol}"

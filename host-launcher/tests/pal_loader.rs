@@ -187,3 +187,62 @@ fn a_library_that_is_not_a_pal_fails_to_load() {
     assert!(matches!(err, PalError::Load { .. }), "{err}");
     assert!(err.to_string().contains("libbogus.so"), "{err}");
 }
+
+/// `encc-launch run` over `fake` with an instance directory whose init fails (ENOENT).
+fn launch_failing_init(fake: &FakePal) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_encc-launch"))
+        .args(["run", "--pal"])
+        .arg(&fake.library)
+        .args([
+            "--instance",
+            "/srv/missing",
+            "--entrypoint",
+            "/bin/app",
+            "docker://registry.example/app:1",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn without_encc_pal_last_error_the_launcher_gives_the_errno_and_points_to_the_log() {
+    let fake = FakePal::build(&[]);
+    let pal = Pal::load(&fake.library).unwrap();
+    assert!(!pal.explains_errors());
+    assert_eq!(pal.last_error(), None);
+    let (code, stderr) = launch_failing_init(&fake);
+    assert_eq!(code, Some(127), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for needle in [
+        "encc-launch: cannot start docker://registry.example/app:1: occlum_pal_init failed",
+        "No such file or directory (os error 2)",
+        "the PAL gives no reason (it has no encc_pal_last_error): the enclave's log above",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?}: {stderr}");
+    }
+}
+
+#[test]
+fn with_encc_pal_last_error_the_launcher_gives_the_pal_s_reason_once() {
+    let fake = FakePal::build(&["-DWITH_LAST_ERROR"]);
+    let pal = Pal::load(&fake.library).unwrap();
+    assert!(pal.explains_errors());
+    assert_eq!(pal.last_error(), None, "no call failed yet");
+    assert!(pal.init(Path::new("/srv/missing"), None).is_err());
+    assert_eq!(
+        pal.last_error().as_deref(),
+        Some("instance /srv/missing has no boot.json")
+    );
+    let (code, stderr) = launch_failing_init(&fake);
+    assert_eq!(code, Some(127), "{stderr}");
+    assert_eq!(
+        stderr,
+        "encc-launch: cannot start docker://registry.example/app:1: instance /srv/missing has \
+         no boot.json\n"
+    );
+}

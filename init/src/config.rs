@@ -10,15 +10,9 @@ pub use encc_interface::config::*;
 /// Why the image reference the host names is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HostReferenceError {
-    /// Not an image reference.
-    #[error("image reference {reference:?} from the host is invalid")]
-    Invalid {
-        /// What the host sent.
-        reference: String,
-        /// The cause.
-        #[source]
-        source: ReferenceError,
-    },
+    /// Not an image reference (the error names what the host sent, once).
+    #[error(transparent)]
+    Invalid(ReferenceError),
     /// An `oci:` layout, and the boot config does not allow them.
     #[error(
         "image reference {reference:?} from the host names an oci: layout on host storage, \
@@ -33,12 +27,7 @@ pub enum HostReferenceError {
 /// The image the host names, parsed and checked against the boot config: an `oci:`
 /// layout (a directory the host controls) only when `allow_local_layouts` is set.
 pub fn host_reference(config: &BootConfig, image: &str) -> Result<ImageRef, HostReferenceError> {
-    let reference: ImageRef = image
-        .parse()
-        .map_err(|source| HostReferenceError::Invalid {
-            reference: image.to_owned(),
-            source,
-        })?;
+    let reference: ImageRef = image.parse().map_err(HostReferenceError::Invalid)?;
     if matches!(reference, ImageRef::Layout(_)) && !config.allow_local_layouts {
         return Err(HostReferenceError::LocalLayout {
             reference: image.to_owned(),
@@ -81,7 +70,50 @@ pub fn scrub_own_environment() -> Vec<String> {
     for name in &names {
         std::env::remove_var(name);
     }
+    let _ = SCRUBBED.set(names.clone());
     names
+}
+
+/// What [`scrub_own_environment`] removed, for [`report_scrubbed`].
+static SCRUBBED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Sets up the enclave's log on stderr: every record passes the logger (but fuser's
+/// per-request lines), and the level is [`DEFAULT_LOG_LEVEL`] until the boot config's
+/// `log_level` replaces it (`log::set_max_level`). The host's `RUST_LOG` is scrubbed before
+/// this and has no say.
+pub fn init_enclave_logging() {
+    use std::io::Write as _;
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Trace)
+        // fuser logs every FUSE request at debug level, from the threads that serve the
+        // container's files: into a stderr the container also writes (`2>&1`, a splice from
+        // a served file holding the pipe) such a line would stall the server for good.
+        .filter_module("fuser", log::LevelFilter::Info)
+        .format(|out, record| match record.level() {
+            log::Level::Error => writeln!(out, "encc: error: {}", record.args()),
+            log::Level::Warn => writeln!(out, "encc: warning: {}", record.args()),
+            level => writeln!(
+                out,
+                "encc: {} {}: {}",
+                level.as_str().to_ascii_lowercase(),
+                record.target(),
+                record.args()
+            ),
+        })
+        .try_init();
+    log::set_max_level(DEFAULT_LOG_LEVEL);
+}
+
+/// Logs, at info level, the host variables [`scrub_own_environment`] removed: called once
+/// the boot config's log level is in force (the host's variables are no reason to speak
+/// before that).
+pub fn report_scrubbed() {
+    if let Some(names) = SCRUBBED.get().filter(|n| !n.is_empty()) {
+        log::info!(
+            "ignored host variables that steer init: {}",
+            names.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +134,7 @@ mod tests {
         assert!(host_reference(&strict, "docker://reg.example/a/b:1").is_ok());
         assert!(matches!(
             host_reference(&strict, "docker://"),
-            Err(HostReferenceError::Invalid { .. })
+            Err(HostReferenceError::Invalid(_))
         ));
         let open = config(r#", "allow_local_layouts": true"#);
         assert!(matches!(

@@ -43,17 +43,10 @@ pub fn run_if_requested(accepted: Requests) {
     };
     std::env::remove_var(CONTROL_FD_ENV);
     // The host's environment does not steer the enclave (TLS roots, proxies, logging).
-    let scrubbed = crate::config::scrub_own_environment();
+    crate::config::scrub_own_environment();
     // The enclave's log goes to the stderr it shares with the host side; its level is the
-    // boot config's.
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .try_init();
-    if !scrubbed.is_empty() {
-        log::info!(
-            "ignored host variables that steer init: {}",
-            scrubbed.join(", ")
-        );
-    }
+    // boot config's, quiet until that is read.
+    crate::config::init_enclave_logging();
     let code = match fd.to_str().and_then(|s| s.parse::<i32>().ok()) {
         Some(fd) if fd > 2 => {
             let control = crate::sys::owned_fd(fd);
@@ -229,7 +222,8 @@ impl Pid1 {
                 None
             }
             Err(message) => {
-                log::error!("{message}");
+                // The host prints it (the PAL's last error): logged here only on request.
+                log::debug!("start failed: {message}");
                 self.reply(&Reply::Failed {
                     errno: libc::EIO,
                     message,

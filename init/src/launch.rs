@@ -75,9 +75,17 @@ pub fn compose(
     request: &LaunchRequest,
     home: &str,
 ) -> Result<ProcessSpec, LaunchError> {
+    let mut dropped = Vec::new();
     let process = launch_plan(image, boot, home).process(&request.argv, &request.env, |name| {
-        log::info!("host environment variable {name} dropped (not in env_allowlist)")
+        dropped.push(name.to_owned())
     })?;
+    if !dropped.is_empty() {
+        log::debug!(
+            "{} host environment variables dropped (not in env_allowlist): {}",
+            dropped.len(),
+            dropped.join(", ")
+        );
+    }
     Ok(ProcessSpec {
         argv: process.argv,
         env: process.env,

@@ -30,14 +30,8 @@ fn main() -> ExitCode {
     if encc_init::occlum::is_selected() {
         // Occlum's first boot stage: no arguments; the host names the image in ENCC_IMAGE.
         // The host's environment (Occlum.json's env.untrusted) must not steer init.
-        let scrubbed = encc_init::config::scrub_own_environment();
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-        if !scrubbed.is_empty() {
-            log::info!(
-                "ignored host variables that steer init: {}",
-                scrubbed.join(", ")
-            );
-        }
+        encc_init::config::scrub_own_environment();
+        encc_init::config::init_enclave_logging();
         return match encc_init::occlum::run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -47,7 +41,7 @@ fn main() -> ExitCode {
         };
     }
     // The host side of the native platform: its own environment is the host's.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     ExitCode::from(run(&cli).clamp(0, 255) as u8)
 }

@@ -42,9 +42,12 @@ pub fn stage1_config(config: &BootConfig, on_occlum: bool) -> Result<Stage1Confi
         pull: PullOptions {
             registry: RegistryOptions {
                 insecure_registries: config.insecure_registries.clone(),
+                tls_verify: config.tls_verify,
                 trust_loopback: !untrusted_loopback,
                 ..RegistryOptions::default()
             },
+            // On a terminal a person watches the pull; the bars go once it is done.
+            progress: encc_stage1::progress::Bars::on_terminal(true),
             ..PullOptions::default()
         },
     })
@@ -55,6 +58,7 @@ pub fn stage1_config(config: &BootConfig, on_occlum: bool) -> Result<Stage1Confi
 pub(crate) fn load_boot_config(path: &Path, note: &str) -> anyhow::Result<BootConfig> {
     let loaded = BootConfig::load(path)?;
     log::set_max_level(loaded.config.log_level);
+    crate::config::report_scrubbed();
     log::info!(
         "boot config {} sha256:{}{note}",
         path.display(),

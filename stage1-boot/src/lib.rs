@@ -11,7 +11,8 @@
 //! - [`ocicrypt`]: layer keys and decryption; [`jwe`]: JWE decryption and the private keys
 //!   that open it (for `ocicrypt` and for the KBS's responses);
 //! - [`kbs`] and [`attester`]: keys and policy from a Key Broker Service after attestation;
-//!   `resources` reads anything named by a path or a `kbs:///` URI.
+//!   `resources` reads anything named by a path or a `kbs:///` URI;
+//! - `progress` (feature `terminal-progress`): pull progress bars on a terminal.
 //!
 //! Modules that nothing outside this crate uses are private.
 //!
@@ -33,6 +34,8 @@ pub mod manifest;
 pub mod ocicrypt;
 pub mod policy;
 mod prefetch;
+#[cfg(feature = "terminal-progress")]
+pub mod progress;
 pub mod pull;
 pub mod reference;
 mod resources;

@@ -496,7 +496,7 @@ fn a_sealing_key_keeps_the_image_for_the_next_start() {
     let seal_key = e.dir.path().join("seal.key");
     encc_ok(args!["key", "gen", "-o", seal_key]);
     let config = e.boot_config(&format!(
-        r#", "allow_host_args": true, "seal_key_file": "{}""#,
+        r#", "allow_host_args": true, "log_level": "info", "seal_key_file": "{}""#,
         seal_key.display()
     ));
     let run = |script: &str| {

@@ -1,24 +1,23 @@
 //! `encc image …` commands.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use encc_interface::config_args::{KbsArgs as SharedKbsArgs, RegistryArgs, TrustArgs};
 use encc_interface::resource::Location;
 use encc_rootfs::DataKey;
-use encc_stage1::attester::AttesterKind;
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::digest::Digest;
 use encc_stage1::kbs::KbsConfig;
 use encc_stage1::layer::Progress;
 use encc_stage1::manifest::Platform;
+use encc_stage1::progress::Bars;
 use encc_stage1::pull::{self, PullOptions, UnpackLimits};
 use encc_stage1::reference::ImageRef;
 use encc_stage1::source::{self, RegistryOptions};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
 // The pull's flags are many; the enum lives once per process, so its size does not matter.
@@ -37,29 +36,10 @@ pub enum ImageCommand {
         key_file: PathBuf,
         #[command(flatten)]
         source: SourceArgs,
-        /// Private key for encrypted layers (PEM or DER: PKCS#1, PKCS#8, SEC1; or a JWK), a
-        /// file or kbs:///REPO/TYPE/TAG; repeat for several. The first key that opens a
-        /// layer's key envelope is used.
-        #[arg(long = "decryption-key", value_name = "KEYFILE")]
-        decryption_keys: Vec<Location>,
-        /// Signature policy (containers-policy.json) checked before any layer is fetched: a
-        /// file or kbs:///REPO/TYPE/TAG. Default: $HOME/.config/containers/policy.json, then
-        /// /etc/containers/policy.json; with neither, the pull is refused unless
-        /// --insecure-policy is given.
-        #[arg(long, conflicts_with = "insecure_policy", value_name = "FILE|URI")]
-        policy: Option<Location>,
         #[command(flatten)]
-        kbs: Box<KbsArgs>,
-        /// Accept any image without checking signatures.
-        #[arg(long = "insecure-policy")]
-        insecure_policy: bool,
-        /// registries.d directory (signature lookaside, use-sigstore-attachments).
-        #[arg(
-            long = "registries.d",
-            value_name = "DIR",
-            default_value = encc_interface::names::DEFAULT_REGISTRIES_D
-        )]
-        registries_d: PathBuf,
+        trust: TrustArgs,
+        #[command(flatten)]
+        kbs: Box<PullKbsArgs>,
         /// Fail a download that receives no byte for this many seconds.
         #[arg(long = "stall-timeout", value_name = "SECONDS", default_value_t = 60)]
         stall_timeout: u64,
@@ -85,29 +65,23 @@ pub enum ImageCommand {
     },
 }
 
-/// The Key Broker Service (Confidential Containers' trustee, KBS protocol 0.4.0).
+/// The Key Broker Service: the flags shared with `encc-launch run` and `encc boot-config
+/// init`, plus the pull's own CA certificate for it.
 #[derive(Args)]
-pub struct KbsArgs {
-    /// KBS URL (https://…, or http:// to a loopback KBS). kbs:///REPO/TYPE/TAG names in
-    /// --policy, --decryption-key, --authfile and inside the policy are fetched from it
-    /// after attestation, and so are the KEKs of layers encrypted for CoCo's key provider.
-    #[arg(long, value_name = "URL")]
-    kbs: Option<String>,
-    /// Evidence presented to the KBS: sample (insecure, for test KBSes; the native
-    /// platform's only choice) or sgx (DCAP quote via Occlum's /dev/sgx).
-    #[arg(long, value_name = "TEE", default_value = "sample", requires = "kbs")]
-    attester: AttesterKind,
+pub struct PullKbsArgs {
+    #[command(flatten)]
+    shared: SharedKbsArgs,
     /// Extra CA certificate (PEM) for the KBS's TLS certificate.
     #[arg(long = "kbs-cert", value_name = "FILE", requires = "kbs")]
     kbs_cert: Option<PathBuf>,
 }
 
-impl KbsArgs {
+impl PullKbsArgs {
     fn config(&self) -> Option<KbsConfig> {
-        self.kbs.as_ref().map(|url| KbsConfig {
-            attester: self.attester,
+        self.shared.config().map(|kbs| KbsConfig {
+            attester: kbs.attester,
             ca_cert: self.kbs_cert.clone(),
-            ..KbsConfig::new(url.clone())
+            ..KbsConfig::new(kbs.url)
         })
     }
 }
@@ -118,9 +92,8 @@ pub struct SourceArgs {
     /// Platform to pick from a multi-platform image: os/arch[/variant].
     #[arg(long, value_parser = parse_platform)]
     platform: Option<Platform>,
-    /// Require HTTPS with verified certificates (false: skip verification, allow plain HTTP).
-    #[arg(long = "tls-verify", default_value_t = true, action = clap::ArgAction::Set)]
-    tls_verify: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Auth file (containers auth.json or Docker config.json format), a file or (for
     /// image pull) kbs:///REPO/TYPE/TAG.
     #[arg(long)]
@@ -137,7 +110,8 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
 impl SourceArgs {
     fn registry_options(&self) -> RegistryOptions {
         RegistryOptions {
-            tls_verify: self.tls_verify,
+            tls_verify: self.registry.tls_verify,
+            insecure_registries: self.registry.insecure_registries.clone(),
             cert_dir: self.cert_dir.clone(),
             authfile: self.authfile.clone(),
             ..RegistryOptions::default()
@@ -152,11 +126,14 @@ pub fn run(command: ImageCommand) -> Result<()> {
             output,
             key_file,
             source,
-            decryption_keys,
-            policy,
+            trust:
+                TrustArgs {
+                    policy,
+                    insecure_policy,
+                    registries_d,
+                    decryption_keys,
+                },
             kbs,
-            insecure_policy,
-            registries_d,
             stall_timeout,
             limits,
             json,
@@ -182,11 +159,10 @@ pub fn run(command: ImageCommand) -> Result<()> {
                 pull: PullOptions {
                     platform: source.platform.clone(),
                     registry: source.registry_options(),
-                    progress: Some(if std::io::stderr().is_terminal() {
-                        Arc::new(Bars::default()) as Arc<dyn Progress>
-                    } else {
-                        Arc::new(Lines::default())
-                    }),
+                    progress: Some(
+                        Bars::on_terminal(false)
+                            .unwrap_or_else(|| Arc::new(Lines::default()) as Arc<dyn Progress>),
+                    ),
                     stall_timeout: Duration::from_secs(stall_timeout),
                     limits: unpack_limits,
                     ..PullOptions::default()
@@ -305,50 +281,6 @@ impl Progress for Lines {
         let layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, digest, size)) = layers.iter().find(|(i, _, _)| *i == index) {
             eprintln!("layer {index} {digest}: {size} bytes verified and applied");
-        }
-    }
-}
-
-/// Per-layer progress bars on a terminal.
-#[derive(Default)]
-struct Bars {
-    multi: MultiProgress,
-    bars: Mutex<Vec<(usize, ProgressBar)>>,
-}
-
-impl Bars {
-    fn bar(&self, index: usize) -> Option<ProgressBar> {
-        let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-        bars.iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, b)| b.clone())
-    }
-}
-
-impl Progress for Bars {
-    fn layer_started(&self, index: usize, digest: &Digest, size: u64) {
-        let bar = self.multi.add(ProgressBar::new(size));
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(format!("layer {index} {}", &digest.hex()[..12]));
-        self.bars
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((index, bar));
-    }
-
-    fn layer_bytes(&self, index: usize, n: u64) {
-        if let Some(bar) = self.bar(index) {
-            bar.inc(n);
-        }
-    }
-
-    fn layer_done(&self, index: usize) {
-        if let Some(bar) = self.bar(index) {
-            bar.finish();
         }
     }
 }

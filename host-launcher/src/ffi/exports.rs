@@ -22,6 +22,10 @@ pub const PANIC_HOOK_ENV: &str = "ENCC_PAL_TEST_PANIC";
 const MAX_VECTOR: usize = 1 << 16;
 
 fn entry(name: &str, convention: Convention, body: impl FnOnce() -> Result<c_int, c_int>) -> c_int {
+    // The last error is the most recent call's: every other call starts without one.
+    if name != "encc_pal_last_error" {
+        native::clear_last_error();
+    }
     guard(convention, || {
         if std::env::var_os(PANIC_HOOK_ENV).is_some_and(|v| v == name) {
             #[allow(clippy::panic)]
@@ -169,11 +173,13 @@ pub unsafe extern "C" fn occlum_pal_init(attr: *const occlum_pal_attr_t) -> c_in
             Some(unsafe { string(attr.log_level) }?)
         };
         let image = std::env::var(native::IMAGE_ENV).map_err(|_| {
-            log::error!(
-                "{} must name the image for occlum_pal_init",
-                native::IMAGE_ENV
-            );
-            libc::EINVAL
+            native::fail(
+                libc::EINVAL,
+                format!(
+                    "{} must name the image for occlum_pal_init",
+                    native::IMAGE_ENV
+                ),
+            )
         })?;
         let args = InitArgs {
             boot_config: Path::new(&dir).join(encc_interface::names::BOOT_CONFIG_FILE),
@@ -243,6 +249,26 @@ pub extern "C" fn occlum_pal_destroy() -> c_int {
     })
 }
 
+/// Copies `text` and a NUL into `buf` (`len` bytes); returns its length.
+///
+/// # Safety
+/// `buf` is NULL or writable for `len` bytes.
+unsafe fn copy_out(text: &str, buf: *mut c_char, len: usize) -> Result<c_int, c_int> {
+    if buf.is_null() {
+        return Err(libc::EINVAL);
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() >= len || bytes.contains(&0) {
+        return Err(libc::ENOSPC);
+    }
+    // SAFETY: `buf` is writable for `len` > bytes.len() bytes; the regions are disjoint.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, bytes.len());
+        *buf.add(bytes.len()) = 0;
+    }
+    c_int::try_from(bytes.len()).map_err(|_| libc::ENOSPC)
+}
+
 /// `encc_pal_entry_program`: copies the entry program recorded by stage 1 into `buf`.
 ///
 /// # Safety
@@ -254,16 +280,25 @@ pub unsafe extern "C" fn encc_pal_entry_program(buf: *mut c_char, len: usize) ->
             return Err(libc::EINVAL);
         }
         let program = native::entry_program()?;
-        let bytes = program.as_bytes();
-        if bytes.len() >= len || bytes.contains(&0) {
-            return Err(libc::ENOSPC);
+        // SAFETY: per the contract.
+        unsafe { copy_out(&program, buf, len) }
+    })
+}
+
+/// `encc_pal_last_error`: copies why the most recent call of this library failed (one line
+/// naming the object and the cause) into `buf`. ENOENT when it did not fail with a reason.
+///
+/// # Safety
+/// `buf` is NULL or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn encc_pal_last_error(buf: *mut c_char, len: usize) -> c_int {
+    entry("encc_pal_last_error", Convention::Occlum, || {
+        if buf.is_null() {
+            return Err(libc::EINVAL);
         }
-        // SAFETY: `buf` is writable for `len` > bytes.len() bytes; the regions are disjoint.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, bytes.len());
-            *buf.add(bytes.len()) = 0;
-        }
-        c_int::try_from(bytes.len()).map_err(|_| libc::ENOSPC)
+        let text = native::last_error().ok_or(libc::ENOENT)?;
+        // SAFETY: per the contract.
+        unsafe { copy_out(&text, buf, len) }
     })
 }
 
@@ -289,10 +324,7 @@ pub unsafe extern "C" fn pal_init(attr: *const pal_attr_v3_t) -> c_int {
         let attr = unsafe { *attr };
         // SAFETY: a C string per the contract.
         let text = unsafe { string(attr.attr_v1.args) }?;
-        let mut args = native::parse_rune_args(&text).map_err(|e| {
-            log::error!("{e}");
-            libc::EINVAL
-        })?;
+        let mut args = native::parse_rune_args(&text).map_err(|e| native::fail(libc::EINVAL, e))?;
         if args.log_level.is_none() && !attr.attr_v1.log_level.is_null() {
             // SAFETY: a C string per the contract.
             args.log_level = Some(unsafe { string(attr.attr_v1.log_level) }?);
@@ -370,7 +402,9 @@ pub unsafe extern "C" fn pal_get_local_report(
     _report_len: *mut c_int,
 ) -> c_int {
     entry("pal_get_local_report", Convention::Rune, || {
-        log::error!("pal_get_local_report: the native platform has no SGX report");
-        Err(libc::ENOTSUP)
+        Err(native::fail(
+            libc::ENOTSUP,
+            "pal_get_local_report: the native platform has no SGX report",
+        ))
     })
 }

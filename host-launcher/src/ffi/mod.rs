@@ -174,6 +174,19 @@ pub type OcclumPalDestroyFn = unsafe extern "C" fn() -> c_int;
 /// ABI) that tells a launcher which program `create_process` may start, after `init`.
 /// Returns the string length (without NUL) or -1 with errno (EINVAL before init, ENOSPC).
 pub type EnccPalEntryProgramFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
+/// `encc_pal_last_error(buf, len)`: encc's own extension that tells a launcher why the most
+/// recent call failed, as one line naming the object and the cause (the enclave's
+/// own error text for `init`). At most [`ENCC_PAL_LAST_ERROR_MAX`] bytes and a NUL. Returns
+/// the string length or -1 with errno (ENOENT when the most recent call did not fail with a
+/// reason, EINVAL, ENOSPC).
+pub type EnccPalLastErrorFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
+
+/// Longest text `encc_pal_last_error` returns (without its NUL).
+pub const ENCC_PAL_LAST_ERROR_MAX: usize = crate::native::LAST_ERROR_MAX;
+
+/// encc's optional extensions: a launcher looks them up with dlsym and does without them
+/// (Occlum's own PAL has neither).
+pub const ENCC_PAL_EXTENSIONS: [&str; 2] = ["encc_pal_entry_program", "encc_pal_last_error"];
 pub type PalGetVersionFn = unsafe extern "C" fn() -> c_int;
 /// `pal_init` as called by rune for API v1 and v2.
 pub type PalInitV1Fn = unsafe extern "C" fn(attr: *const pal_attr_v1_t) -> c_int;

@@ -4,7 +4,8 @@
  *  - create_process fails with EACCES outside the /bin entry point, else returns pid 7;
  *  - exec of pid 7 reports exit code 3 (wait(2) encoding), other pids fail with ESRCH;
  *  - kill accepts SIGKILL and SIGTERM only (EINVAL otherwise).
- * -DFAKE_VERSION=N changes the reported version; -DOMIT_DESTROY leaves out a symbol. */
+ * -DFAKE_VERSION=N changes the reported version; -DOMIT_DESTROY leaves out a symbol;
+ * -DWITH_LAST_ERROR adds encc's encc_pal_last_error extension, which explains init's ENOENT. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,28 @@ static void record_list(FILE *log, const char *name, const char **items) {
 
 int occlum_pal_get_version(void) { return FAKE_VERSION; }
 
+#ifdef WITH_LAST_ERROR
+static char last_error[256];
+
+int encc_pal_last_error(char *buf, size_t len) {
+    if (!buf) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t n = strlen(last_error);
+    if (n == 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    if (n >= len) {
+        errno = ENOSPC;
+        return -1;
+    }
+    memcpy(buf, last_error, n + 1);
+    return (int)n;
+}
+#endif
+
 int occlum_pal_init(const struct occlum_pal_attr *attr) {
     if (!attr || !attr->instance_dir) {
         errno = EINVAL;
@@ -41,6 +64,9 @@ int occlum_pal_init(const struct occlum_pal_attr *attr) {
     record("init %s %s", attr->instance_dir, attr->log_level ? attr->log_level : "NULL");
     size_t len = strlen(attr->instance_dir);
     if (len >= 8 && strcmp(attr->instance_dir + len - 8, "/missing") == 0) {
+#ifdef WITH_LAST_ERROR
+        snprintf(last_error, sizeof last_error, "instance %s has no boot.json", attr->instance_dir);
+#endif
         errno = ENOENT;
         return -1;
     }

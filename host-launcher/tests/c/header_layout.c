@@ -24,6 +24,8 @@ HAS_TYPE(pal_exec, int (*)(struct pal_exec_args *));
 HAS_TYPE(pal_kill, int (*)(int, int));
 HAS_TYPE(pal_destroy, int (*)(void));
 HAS_TYPE(pal_get_local_report, int (*)(void *, int, void *, int *));
+HAS_TYPE(encc_pal_entry_program, int (*)(char *, size_t));
+HAS_TYPE(encc_pal_last_error, int (*)(char *, size_t));
 
 int main(void) {
     SIZE(occlum_pal_attr_t);
@@ -66,5 +68,6 @@ int main(void) {
 
     printf("const OCCLUM_PAL_VERSION %d\n", OCCLUM_PAL_VERSION);
     printf("const ENCC_RUNE_PAL_VERSION %d\n", ENCC_RUNE_PAL_VERSION);
+    printf("const ENCC_PAL_LAST_ERROR_MAX %d\n", ENCC_PAL_LAST_ERROR_MAX);
     return 0;
 }

@@ -1,5 +1,12 @@
-//! Command-line flags that compose a boot config, shared by `encc boot-config init` and
-//! `encc-launch run`, named like the pull flags (and skopeo's).
+//! Command-line flags shared by `encc image pull`, `encc-launch run` and `encc boot-config
+//! init`, defined once so the three commands take the same names with the same meaning and
+//! show the same help (clap `flatten`), named like skopeo's:
+//!
+//! - [`TrustArgs`]: the signature policy, registries.d and decryption keys (all three);
+//! - [`KbsArgs`]: the Key Broker Service and the attester (all three);
+//! - [`RegistryArgs`]: `--tls-verify` and `--insecure-registry` (all three);
+//! - [`BootConfigArgs`]: those plus what only a boot config holds (`encc-launch run`,
+//!   `encc boot-config init`).
 
 use std::path::PathBuf;
 
@@ -12,15 +19,14 @@ use crate::config::{
 };
 use crate::resource::Location;
 
-/// Flags for a boot config.
+/// Which images are accepted and how encrypted layers are opened.
 #[derive(Debug, Clone, Args)]
-pub struct BootConfigArgs {
-    /// Directory on host storage for the protected rootfs image.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/encc")]
-    pub store: PathBuf,
-    /// Signature policy: a containers-policy.json file or kbs:///REPO/TYPE/TAG (default: the
-    /// usual policy.json, $HOME/.config/containers then /etc/containers, when one exists).
-    #[arg(long, value_name = "FILE|kbs:///…", conflicts_with = "insecure_policy")]
+pub struct TrustArgs {
+    /// Signature policy (containers-policy.json) checked before any layer is fetched: a
+    /// file or kbs:///REPO/TYPE/TAG. Default: $HOME/.config/containers/policy.json, then
+    /// /etc/containers/policy.json; with neither, images are refused unless
+    /// --insecure-policy is given.
+    #[arg(long, value_name = "FILE|URI", conflicts_with = "insecure_policy")]
     pub policy: Option<Location>,
     /// Accept any image without checking signatures.
     #[arg(long = "insecure-policy")]
@@ -32,15 +38,67 @@ pub struct BootConfigArgs {
         default_value = crate::names::DEFAULT_REGISTRIES_D
     )]
     pub registries_d: PathBuf,
-    /// Private key for encrypted layers (file or kbs:///…); repeatable.
-    #[arg(long = "decryption-key", value_name = "KEY")]
+    /// Private key for encrypted layers (PEM or DER: PKCS#1, PKCS#8, SEC1; or a JWK), a
+    /// file or kbs:///REPO/TYPE/TAG; repeat for several. The first key that opens a
+    /// layer's key envelope is used.
+    #[arg(long = "decryption-key", value_name = "KEYFILE|URI")]
     pub decryption_keys: Vec<Location>,
-    /// Key Broker Service URL.
+}
+
+/// The Key Broker Service (Confidential Containers' trustee, KBS protocol 0.4.0).
+#[derive(Debug, Clone, Args)]
+pub struct KbsArgs {
+    /// KBS URL (https://…, or http:// to a loopback KBS). kbs:///REPO/TYPE/TAG names in
+    /// --policy, --decryption-key and inside the policy are fetched from it after
+    /// attestation, and so are the KEKs of layers encrypted for CoCo's key provider.
     #[arg(long, value_name = "URL")]
     pub kbs: Option<String>,
-    /// Registry (HOST[:PORT]) reached over plain HTTP or without certificate checks; repeatable.
+    /// Evidence presented to the KBS: sample (insecure, for test KBSes; the native
+    /// platform's only choice) or sgx (DCAP quote via Occlum's /dev/sgx).
+    #[arg(long, value_name = "TEE", default_value = "sample", requires = "kbs")]
+    pub attester: AttesterKind,
+}
+
+impl KbsArgs {
+    /// The KBS these flags name.
+    pub fn config(&self) -> Option<KbsConfig> {
+        self.kbs.as_ref().map(|url| KbsConfig {
+            url: url.clone(),
+            attester: self.attester,
+        })
+    }
+}
+
+/// How the image's registry is reached.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Require HTTPS with verified certificates for the image's registry (false, as in
+    /// skopeo: skip certificate checks and allow plain HTTP).
+    #[arg(
+        long = "tls-verify",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub tls_verify: bool,
+    /// Registry (HOST[:PORT]) reached over plain HTTP or without certificate checks, while
+    /// others keep them; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
+}
+
+/// Flags for a boot config.
+#[derive(Debug, Clone, Args)]
+pub struct BootConfigArgs {
+    /// Directory on host storage for the protected rootfs image.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/encc")]
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub kbs: KbsArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Let host arguments replace the image's Cmd.
     #[arg(long = "allow-host-args")]
     pub allow_host_args: bool,
@@ -67,8 +125,14 @@ pub struct BootConfigArgs {
     /// images until they hold at most this many bytes.
     #[arg(long = "store-max-bytes", value_name = "BYTES")]
     pub store_max_bytes: Option<u64>,
-    /// Log level inside the enclave.
-    #[arg(long = "log-level", default_value = "info", value_parser = parse_level)]
+    /// Log level inside the enclave (the boot config's log_level): error, warn, info,
+    /// debug, trace or off. The default shows only what needs a person.
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "warn",
+        value_parser = parse_level
+    )]
     pub log_level: LevelFilter,
 }
 
@@ -80,8 +144,9 @@ fn parse_level(s: &str) -> Result<LevelFilter, String> {
 impl BootConfigArgs {
     /// The boot config these flags describe (validated).
     pub fn to_config(&self) -> Result<BootConfig, ConfigError> {
+        let trust = &self.trust;
         // Like skopeo: without a policy flag, the usual policy.json applies when one exists.
-        let policy = match (&self.policy, self.insecure_policy) {
+        let policy = match (&trust.policy, trust.insecure_policy) {
             (Some(named), _) => PolicyRef::named(named.clone()),
             (None, true) => PolicyRef::Insecure,
             (None, false) => crate::names::default_policy_paths()
@@ -98,13 +163,11 @@ impl BootConfigArgs {
         };
         let config = BootConfig {
             policy,
-            registries_d: self.registries_d.clone(),
-            kbs: self.kbs.clone().map(|url| KbsConfig {
-                url,
-                attester: AttesterKind::Sample,
-            }),
-            decryption_keys: self.decryption_keys.clone(),
-            insecure_registries: self.insecure_registries.clone(),
+            registries_d: trust.registries_d.clone(),
+            kbs: self.kbs.config(),
+            decryption_keys: trust.decryption_keys.clone(),
+            insecure_registries: self.registry.insecure_registries.clone(),
+            tls_verify: self.registry.tls_verify,
             allow_host_args: self.allow_host_args,
             allow_local_layouts: self.allow_local_layouts,
             env_allowlist: self.env_allowlist.clone(),
@@ -118,5 +181,73 @@ impl BootConfigArgs {
         };
         config.validate("from the command line")?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BootConfigArgs,
+    }
+
+    fn config(flags: &[&str]) -> BootConfig {
+        let argv = ["t", "--store", "/s", "--insecure-policy"]
+            .iter()
+            .chain(flags);
+        Cli::try_parse_from(argv).unwrap().args.to_config().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_quiet_and_verify_tls() {
+        let c = config(&[]);
+        assert_eq!(c.log_level, crate::config::DEFAULT_LOG_LEVEL);
+        assert!(c.tls_verify);
+        assert!(c.insecure_registries.is_empty());
+        assert_eq!(c.kbs, None);
+    }
+
+    #[test]
+    fn tls_verify_false_and_insecure_registry_reach_the_boot_config() {
+        let c = config(&["--tls-verify=false"]);
+        assert!(!c.tls_verify);
+        let json = c.to_json();
+        assert!(json.contains(r#""tls_verify": false"#), "{json}");
+        let back = BootConfig::parse(json.as_bytes(), "t").unwrap();
+        assert!(!back.tls_verify);
+        let c = config(&[
+            "--insecure-registry",
+            "r.example:5000",
+            "--tls-verify",
+            "true",
+        ]);
+        assert!(c.tls_verify);
+        assert_eq!(c.insecure_registries, ["r.example:5000"]);
+        assert!(!c.to_json().contains("tls_verify"));
+    }
+
+    #[test]
+    fn kbs_attester_and_log_level_reach_the_boot_config() {
+        let c = config(&[
+            "--kbs",
+            "https://kbs.example",
+            "--attester",
+            "sgx",
+            "--log-level",
+            "debug",
+        ]);
+        assert_eq!(
+            c.kbs,
+            Some(KbsConfig {
+                url: "https://kbs.example".into(),
+                attester: AttesterKind::Sgx
+            })
+        );
+        assert_eq!(c.log_level, LevelFilter::Debug);
+        assert!(Cli::try_parse_from(["t", "--attester", "sgx"]).is_err());
     }
 }

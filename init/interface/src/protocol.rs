@@ -119,7 +119,10 @@ pub enum Reply {
     Failed {
         /// errno for the PAL.
         errno: i32,
-        /// What went wrong, for the user.
+        /// What went wrong, for the user: the error and its causes on one line, naming the
+        /// object (reference, digest, path, URL) and the reason. The host prints it (the
+        /// PAL's `encc_pal_last_error`), so it holds no secret: encc's error types name
+        /// keys by location, never by value, as its log lines do.
         message: String,
     },
     /// create_process started a process.

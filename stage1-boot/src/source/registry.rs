@@ -31,8 +31,9 @@ pub struct RegistryOptions {
     pub authfile: Option<PathBuf>,
     /// Auth file contents to use instead of any file (wins over `authfile`).
     pub auth_data: Option<Arc<AuthData>>,
-    /// Registries (`host:port`) that may be reached over plain HTTP, and token realms
-    /// (`host:port`) that may get credentials over plain HTTP.
+    /// Registries (`host:port`) that may be reached over plain HTTP or over HTTPS without
+    /// certificate checks, and token realms (`host:port`) that may get credentials over
+    /// plain HTTP.
     pub insecure_registries: Vec<String>,
     /// Whether a loopback registry (`localhost`, `127.0.0.0/8`, `::1`) is trusted to speak
     /// plain HTTP without being listed in `insecure_registries`. True by default (tests and
@@ -121,7 +122,7 @@ impl RegistrySource {
             options.authfile.as_deref(),
             options.auth_data.as_deref(),
         )?;
-        let tls = trust::tls_config(options)?;
+        let tls = trust::tls_config(&image, options)?;
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(options.timeout))

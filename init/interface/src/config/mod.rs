@@ -24,6 +24,9 @@ pub use validate::{steers_init, valid_env_name};
 
 /// Default size of the tmpfs holding the container's writable layer.
 pub const DEFAULT_TMPFS_SIZE: u64 = 256 << 20;
+/// The log level inside the enclave when the boot config names none: warnings that need a
+/// person (an insecure policy, sample attestation) and errors only.
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Warn;
 /// Default size of the container's `/tmp`.
 pub const DEFAULT_TMP_SIZE: u64 = 64 << 20;
 
@@ -44,6 +47,9 @@ pub struct BootConfig {
     pub decryption_keys: Vec<Location>,
     /// Registries (`HOST[:PORT]`) reached over plain HTTP or without certificate checks.
     pub insecure_registries: Vec<String>,
+    /// false: the image's registry, whichever the host names, is reached over plain HTTP
+    /// or without certificate checks (skopeo's `--tls-verify=false`; JSON default true).
+    pub tls_verify: bool,
     /// Whether host-supplied arguments may replace the image's `Cmd`.
     pub allow_host_args: bool,
     /// Whether the host may name an `oci:` layout (a directory on host storage) as the
@@ -204,6 +210,7 @@ impl BootConfig {
             kbs: None,
             decryption_keys: Vec::new(),
             insecure_registries: Vec::new(),
+            tls_verify: true,
             allow_host_args: false,
             allow_local_layouts: false,
             env_allowlist: Vec::new(),
@@ -213,7 +220,7 @@ impl BootConfig {
             hosts: Vec::new(),
             dns: Vec::new(),
             net_namespace: false,
-            log_level: LevelFilter::Info,
+            log_level: DEFAULT_LOG_LEVEL,
             seal_key_file: None,
             store_max_bytes: None,
         }

@@ -30,6 +30,10 @@ pub(super) struct BootConfigJson {
     decryption_keys: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     insecure_registries: Vec<String>,
+    /// false: the image's registry (whichever the host names) is reached without
+    /// certificate checks or over plain HTTP, as skopeo's `--tls-verify=false`.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    tls_verify: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     allow_host_args: bool,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -70,6 +74,12 @@ struct KbsJson {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn default_true() -> bool {
+    true
+}
 fn default_registries_d() -> PathBuf {
     PathBuf::from(crate::names::DEFAULT_REGISTRIES_D)
 }
@@ -80,7 +90,7 @@ fn default_hostname() -> String {
     DEFAULT_HOSTNAME.into()
 }
 fn default_log_level() -> String {
-    "info".into()
+    super::DEFAULT_LOG_LEVEL.as_str().to_ascii_lowercase()
 }
 fn default_attester() -> String {
     AttesterKind::Sample.to_string()
@@ -143,6 +153,7 @@ impl BootConfigJson {
             kbs,
             decryption_keys,
             insecure_registries: self.insecure_registries,
+            tls_verify: self.tls_verify,
             allow_host_args: self.allow_host_args,
             allow_local_layouts: self.allow_local_layouts,
             env_allowlist: self.env_allowlist,
@@ -183,6 +194,7 @@ impl From<BootConfig> for BootConfigJson {
             }),
             decryption_keys: c.decryption_keys.iter().map(|l| l.to_string()).collect(),
             insecure_registries: c.insecure_registries,
+            tls_verify: c.tls_verify,
             allow_host_args: c.allow_host_args,
             allow_local_layouts: c.allow_local_layouts,
             env_allowlist: c.env_allowlist,

@@ -45,8 +45,12 @@ pub(super) fn credentials_may_go_to(realm: &str, base: &str, insecure: &[String]
     }
 }
 
-/// System roots plus `*.crt` files of the cert dir; verification off with `tls_verify=false`.
-pub(super) fn tls_config(options: &RegistryOptions) -> Result<TlsConfig, RegistryError> {
+/// System roots plus `*.crt` files of the cert dir; verification off with `tls_verify=false`
+/// and for a registry listed in `insecure_registries` (as containers' `insecure = true`).
+pub(super) fn tls_config(
+    image: &DockerRef,
+    options: &RegistryOptions,
+) -> Result<TlsConfig, RegistryError> {
     let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .into_iter()
@@ -74,8 +78,14 @@ pub(super) fn tls_config(options: &RegistryOptions) -> Result<TlsConfig, Registr
     }
     Ok(TlsConfig::builder()
         .root_certs(RootCerts::Specific(Arc::new(roots)))
-        .disable_verification(!options.tls_verify)
+        .disable_verification(!verifies_certificates(image, options))
         .build())
+}
+
+/// Whether the registry's certificate is checked: unless `tls_verify` is false or the
+/// registry is listed in `insecure_registries`.
+pub(super) fn verifies_certificates(image: &DockerRef, options: &RegistryOptions) -> bool {
+    options.tls_verify && !options.insecure_registries.contains(&image.registry)
 }
 
 #[cfg(test)]
@@ -87,6 +97,22 @@ mod tests {
             crate::reference::ImageRef::Docker(d) => d,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn certificates_are_checked_unless_turned_off_or_listed() {
+        let image = docker("registry.example:5000/app");
+        let mut options = RegistryOptions::default();
+        assert!(verifies_certificates(&image, &options));
+        options.insecure_registries = vec!["other.example".into()];
+        assert!(verifies_certificates(&image, &options));
+        options.insecure_registries = vec!["registry.example:5000".into()];
+        assert!(!verifies_certificates(&image, &options));
+        let options = RegistryOptions {
+            tls_verify: false,
+            ..RegistryOptions::default()
+        };
+        assert!(!verifies_certificates(&image, &options));
     }
 
     #[test]
