@@ -69,6 +69,19 @@ impl Platform for Native {
         Ok(None)
     }
 
+    fn reuse_kept(
+        &self,
+        config: &BootConfig,
+        manifest: &Digest,
+    ) -> anyhow::Result<Option<RootfsReader>> {
+        let Some(sealing) = sealing_key(config)? else {
+            return Ok(None);
+        };
+        let store = self.store.borrow();
+        let store = store.as_ref().context("the store is not open")?;
+        Ok(store.reuse_kept(&sealing, manifest)?)
+    }
+
     fn image_path(&self, _config: &BootConfig, _manifest: &Digest) -> anyhow::Result<PathBuf> {
         let reservation = self.reservation.borrow();
         let reservation = reservation.as_ref().context("no image is reserved")?;

@@ -107,3 +107,17 @@ fn opening_the_store_removes_partials_of_dead_writers_only() {
     assert_eq!(names(dir.path()), expected);
     drop(writer);
 }
+
+#[test]
+fn reuse_kept_of_a_digest_never_kept_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let sealing = DataKey::generate().unwrap();
+    let manifest = Digest::of(b"a manifest");
+    assert!(store.reuse_kept(&sealing, &manifest).unwrap().is_none());
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+    // A seal that does not open is no reuse either (the usual path then pulls again).
+    let seal = dir.path().join(format!("sha256-{}.seal", manifest.hex()));
+    std::fs::write(&seal, b"not a seal").unwrap();
+    assert!(store.reuse_kept(&sealing, &manifest).unwrap().is_none());
+}
