@@ -23,6 +23,8 @@ use sample::*;
 
 /// Byte offset of slot 0 in an image: the superblock region comes first.
 const SLOT0: u64 = 4096;
+/// Bytes of one slot: a 4 KiB block and its 16-byte AEAD tag (FORMAT.md).
+const SLOT_SIZE: u64 = 4096 + 16;
 
 #[test]
 fn mounted_image_shows_the_tree() -> Result<()> {
@@ -249,8 +251,8 @@ fn block_flipped_while_mounted_reads_as_eio() -> Result<()> {
     File::open(mnt.join("victim.bin"))?.read_exact_at(&mut head, 0)?;
     ensure!(head == victim[..4096], "the victim's first block");
     // The last block of the victim (slot 63), flipped on host storage while mounted.
-    let at = SLOT0 + 63 * 4096 + 100;
-    let mut f = OpenOptions::new().read(true).write(true).open(&image)?;
+    let at = SLOT0 + 63 * SLOT_SIZE + 100;
+    let f = OpenOptions::new().read(true).write(true).open(&image)?;
     let mut byte = [0u8; 1];
     f.read_exact_at(&mut byte, at)?;
     f.write_all_at(&[byte[0] ^ 0x01], at)?;
