@@ -14,7 +14,8 @@
 #                cycled), caches dropped, fresh mount
 # Needs root (FUSE) and, for the peers, gocryptfs, squashfuse and squashfs-tools (installed
 # when missing). Source: BENCH_SRC (a directory), default a ~1.5 GB copy of /usr parts.
-# Results go to stdout as Markdown tables.
+# Results go to stdout as Markdown tables. ENCC_BIN_DIR=DIR uses the encc binary in DIR
+# instead of building a release.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -29,8 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --locked -p encc-tools >&2
-encc="$PWD/target/release/encc"
+if [[ -n "${ENCC_BIN_DIR:-}" ]]; then
+    encc=$(realpath "$ENCC_BIN_DIR")/encc
+else
+    cargo build --release --locked -p encc-tools >&2
+    encc="$PWD/target/release/encc"
+fi
 
 src="$work/src"
 if [[ -n "${BENCH_SRC:-}" ]]; then

@@ -10,8 +10,9 @@
 #                 vs unshare -mpf --mount-proc chroot on umoci's unpacked tree
 #   cold caches   the same two after `echo 3 > /proc/sys/vm/drop_caches` before each run
 #   concurrent    N (default 8) warm starts of the kept image at once vs one (both sides)
-# Each row is run RUNS times (default 10); median, min and max wall time, peak RSS of the
-# process tree (/usr/bin/time). Needs root; installs nothing but what it names (run tests/run
+# Each row runs encc and its peer alternately, RUNS times each (default 10); median, min and
+# max wall time, peak RSS of the process tree (/usr/bin/time), and the median of the ratios
+# of the pairs (so load from elsewhere on the machine falls on both sides alike). Needs root; installs nothing but what it names (run tests/run
 # once first). ENCC_BIN_DIR=DIR uses the binaries in DIR instead of building a release.
 # PIN=1 also times a warm start by digest (REF@sha256:…).
 set -euo pipefail
@@ -56,7 +57,7 @@ image_bytes=$(du -sb "$work/kept"/*.img | cut -f1)
 tree_bytes=$(du -sb --apparent-size "$tree" | cut -f1)
 digest=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "$ref")
 
-# One run of a command → "seconds peak_kib".
+# One run of a command → "microseconds peak_kib".
 measure() {
     local start end
     start=$(date +%s%N)
@@ -64,19 +65,28 @@ measure() {
     end=$(date +%s%N)
     echo "$(((end - start) / 1000)) $(cat "$work/time")"
 }
-# "median min max peak_kib" (seconds) over $runs runs; `prep` runs before each.
-series() { # prep command...
+# Two commands run alternately (A, B, A, B, …) so that load from elsewhere on the machine
+# falls on both alike; `prep` runs before each. Prints, in seconds and KiB, "A_median A_min
+# A_max A_peak B_median B_min B_max B_peak median_of_the_A/B_ratios".
+pairs() { # prep commandA -- commandB
     local prep=$1; shift
-    local times=() peak=0 us kb
-    for _ in $(seq "$runs"); do
+    local a=() b=()
+    while [[ $1 != -- ]]; do a+=("$1"); shift; done
+    shift
+    b=("$@")
+    local ta=() tb=() pa=0 pb=0 us kb i
+    for i in $(seq "$runs"); do
         $prep
-        read -r us kb < <(measure "$@")
-        times+=("$us")
-        ((kb > peak)) && peak=$kb
+        read -r us kb < <(measure "${a[@]}"); ta+=("$us"); ((kb > pa)) && pa=$kb
+        $prep
+        read -r us kb < <(measure "${b[@]}"); tb+=("$us"); ((kb > pb)) && pb=$kb
     done
-    printf '%s\n' "${times[@]}" | sort -n | awk -v peak="$peak" '{a[NR]=$1}
-        END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
-             printf "%.3f %.3f %.3f %d\n", m/1e6, a[1]/1e6, a[NR]/1e6, peak}'
+    stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
+        printf "%.3f %.3f %.3f", m/1e6, a[1]/1e6, a[NR]/1e6}'; }
+    local r=()
+    for i in "${!ta[@]}"; do r+=("$(awk -v x="${ta[i]}" -v y="${tb[i]}" 'BEGIN {printf "%d", x / y * 1e6}')"); done
+    echo "$(stats "${ta[@]}") $pa $(stats "${tb[@]}") $pb $(printf '%s\n' "${r[@]}" | sort -n |
+        awk '{a[NR]=$1} END {printf "%.2f", (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) / 1e6}')"
 }
 nothing() { :; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -103,17 +113,13 @@ export work ref reg bin tree n digest
 
 # Warm the page cache for the warm rows.
 encc_warm; chroot_warm
-read -r ec_m ec_lo ec_hi ec_kb < <(series nothing bash -c encc_cold)
-read -r pc_m pc_lo pc_hi pc_kb < <(series peer_prep bash -c peer_cold)
-read -r ew_m ew_lo ew_hi ew_kb < <(series nothing bash -c encc_warm)
-read -r cw_m cw_lo cw_hi cw_kb < <(series nothing bash -c chroot_warm)
-read -r ed_m ed_lo ed_hi ed_kb < <(series drop bash -c encc_warm)
-read -r cd_m cd_lo cd_hi cd_kb < <(series drop bash -c chroot_warm)
+read -r ec_m ec_lo ec_hi ec_kb pc_m pc_lo pc_hi pc_kb c_r < <(pairs peer_prep bash -c encc_cold -- bash -c peer_cold)
+read -r ew_m ew_lo ew_hi ew_kb cw_m cw_lo cw_hi cw_kb w_r < <(pairs nothing bash -c encc_warm -- bash -c chroot_warm)
+read -r ed_m ed_lo ed_hi ed_kb cd_m cd_lo cd_hi cd_kb d_r < <(pairs drop bash -c encc_warm -- bash -c chroot_warm)
 encc_warm; chroot_warm
-read -r en_m en_lo en_hi _ < <(series nothing bash -c encc_many)
-read -r cn_m cn_lo cn_hi _ < <(series nothing bash -c chroot_many)
+read -r en_m en_lo en_hi _ cn_m cn_lo cn_hi _ n_r < <(pairs nothing bash -c encc_many -- bash -c chroot_many)
 if [[ -n "${PIN:-}" ]]; then
-    read -r ep_m ep_lo ep_hi ep_kb < <(series nothing bash -c encc_pinned)
+    read -r ep_m ep_lo ep_hi ep_kb cp_m _ _ _ p_r < <(pairs nothing bash -c encc_pinned -- bash -c chroot_warm)
 fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -121,12 +127,12 @@ cell() { echo "$1 s ($2–$3), $(($4 / 1024)) MiB"; }
 echo "python image: $((tree_bytes / 1000000)) MB unpacked, $((layer_bytes / 1000000)) MB in the registry, $((image_bytes / 1000000)) MB protected;"
 echo "median (min–max) of $runs runs, peak RSS; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| start | encc | peer | encc / peer (median) |"
+echo "| start | encc | peer | encc / peer (median of the $runs pairs) |"
 echo "|---|---|---|---|"
-echo "| cold: pull + run | $(cell "$ec_m" "$ec_lo" "$ec_hi" "$ec_kb") | skopeo copy + umoci unpack + unshare -mpf chroot: $(cell "$pc_m" "$pc_lo" "$pc_hi" "$pc_kb") | $(ratio "$ec_m" "$pc_m") |"
-echo "| warm: kept image, page cache warm | $(cell "$ew_m" "$ew_lo" "$ew_hi" "$ew_kb") | unshare -mpf --mount-proc chroot: $(cell "$cw_m" "$cw_lo" "$cw_hi" "$cw_kb") | $(ratio "$ew_m" "$cw_m") |"
-echo "| kept image, caches dropped | $(cell "$ed_m" "$ed_lo" "$ed_hi" "$ed_kb") | the same chroot, caches dropped: $(cell "$cd_m" "$cd_lo" "$cd_hi" "$cd_kb") | $(ratio "$ed_m" "$cd_m") |"
-echo "| $n warm starts at once | $en_m s ($en_lo–$en_hi), $(ratio "$en_m" "$ew_m") × one | $n chroots at once: $cn_m s ($cn_lo–$cn_hi), $(ratio "$cn_m" "$cw_m") × one | $(ratio "$en_m" "$cn_m") |"
+echo "| cold: pull + run | $(cell "$ec_m" "$ec_lo" "$ec_hi" "$ec_kb") | skopeo copy + umoci unpack + unshare -mpf chroot: $(cell "$pc_m" "$pc_lo" "$pc_hi" "$pc_kb") | $c_r |"
+echo "| warm: kept image, page cache warm | $(cell "$ew_m" "$ew_lo" "$ew_hi" "$ew_kb") | unshare -mpf --mount-proc chroot: $(cell "$cw_m" "$cw_lo" "$cw_hi" "$cw_kb") | $w_r |"
+echo "| kept image, caches dropped | $(cell "$ed_m" "$ed_lo" "$ed_hi" "$ed_kb") | the same chroot, caches dropped: $(cell "$cd_m" "$cd_lo" "$cd_hi" "$cd_kb") | $d_r |"
+echo "| $n warm starts at once | $en_m s ($en_lo–$en_hi), $(ratio "$en_m" "$ew_m") × one | $n chroots at once: $cn_m s ($cn_lo–$cn_hi), $(ratio "$cn_m" "$cw_m") × one | $n_r |"
 if [[ -n "${PIN:-}" ]]; then
-    echo "| warm, by digest (@sha256:…) | $(cell "$ep_m" "$ep_lo" "$ep_hi" "$ep_kb") | unshare -mpf --mount-proc chroot: $cw_m s | $(ratio "$ep_m" "$cw_m") |"
+    echo "| warm, by digest (@sha256:…) | $(cell "$ep_m" "$ep_lo" "$ep_hi" "$ep_kb") | unshare -mpf --mount-proc chroot: $cp_m s | $p_r |"
 fi
