@@ -73,7 +73,10 @@ impl SlotStore {
     /// would each wait for the disk. Only a hint: every byte is still verified when used.
     pub fn advise_index(&self, first_meta: u64) {
         let ranges = [
-            (slot_offset(first_meta), self.tree_offset - slot_offset(first_meta)),
+            (
+                slot_offset(first_meta),
+                self.tree_offset - slot_offset(first_meta),
+            ),
             (self.tree_offset, self.shape.total_bytes()),
         ];
         for (offset, len) in ranges {
@@ -84,7 +87,10 @@ impl SlotStore {
                 rustix::fs::Advice::WillNeed,
             );
             if let Err(e) = advised {
-                log::debug!("cannot advise {} at {offset}+{len}: {e}", self.path.display());
+                log::debug!(
+                    "cannot advise {} at {offset}+{len}: {e}",
+                    self.path.display()
+                );
             }
         }
     }
