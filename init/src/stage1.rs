@@ -6,10 +6,11 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use encc_rootfs::DataKey;
+use encc_rootfs::{DataKey, RootfsReader};
 use encc_stage1::boot::{PolicySource, Stage1, Stage1Config};
 use encc_stage1::kbs::KbsConfig;
 use encc_stage1::pull::PullOptions;
+use encc_stage1::reference::{DockerRef, ImageRef};
 use encc_stage1::source::RegistryOptions;
 
 use crate::config::{host_owns_loopback, host_reference, BootConfig, PlainKbsError, PolicyRef};
@@ -79,6 +80,9 @@ pub(crate) fn boot<P: Platform>(
     let reference = host_reference(&config, image)?;
     platform.open_store(&config)?;
     let stage1 = Stage1::prepare(&stage1_config(&config, P::LOOPBACK_IS_HOST)?)?;
+    if let Some(reader) = reuse_pinned(platform, &config, &stage1, &reference)? {
+        return platform.enter(reader, config, None);
+    }
     let resolved = stage1.resolve(&reference)?;
     let manifest = resolved.image.manifest_digest;
     if let Some(reader) = platform.reuse(&config, &manifest, &reference)? {
@@ -115,6 +119,39 @@ pub(crate) fn boot<P: Platform>(
         }
     }
     entered
+}
+
+/// A kept image for a reference pinned to its manifest digest, opened without a registry
+/// request: only when the policy accepts the reference without signatures (a rejecting
+/// scope fails here as it would after resolving). The seal binds the data key and root hash
+/// to the manifest digest, and the image must authenticate under that key with that root
+/// hash, so the host's choice of reference selects no other image than a resolve of the
+/// same digest would have; its config comes from inside the image, as on every reuse.
+fn reuse_pinned<P: Platform>(
+    platform: &P,
+    config: &BootConfig,
+    stage1: &Stage1,
+    reference: &ImageRef,
+) -> anyhow::Result<Option<RootfsReader>> {
+    let ImageRef::Docker(DockerRef {
+        digest: Some(manifest),
+        ..
+    }) = reference
+    else {
+        return Ok(None);
+    };
+    if !stage1.accepts_without_registry(reference)? {
+        return Ok(None);
+    }
+    let reader = platform.reuse_kept(config, manifest, reference)?;
+    if let Some(reader) = &reader {
+        log::info!(
+            "rootfs measurement {} for {reference} (manifest {manifest}): sealed image reused \
+             without contacting the registry (pinned digest, policy needs no signature)",
+            reader.root_hash()
+        );
+    }
+    Ok(reader)
 }
 
 fn remove_pulled(image: &Path) {

@@ -15,7 +15,7 @@ use encc_rootfs::DataKey;
 use crate::jwe::{KeyError, PrivateKey};
 use crate::kbs::{KbsClient, KbsConfig, KbsError, ResourceUri};
 use crate::lookaside::{LookasideError, RegistriesD};
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{Policy, PolicyError, Requirement};
 use crate::pull::{self, PullError, PullOptions, PullSummary, ResolvedImage};
 use crate::reference::ImageRef;
 use crate::resources::{Location, ResourceError, Resources};
@@ -235,6 +235,36 @@ impl Stage1 {
             source,
             image: resolved,
         })
+    }
+
+    /// Whether the policy accepts `image` without anything from the registry: the policy is
+    /// insecure, or every requirement of the scope that applies is `insecureAcceptAnything`.
+    /// A scope that rejects is the same error as from [`Self::resolve`]; one that needs
+    /// signatures answers `false` (they come from the registry or its lookaside, so the image
+    /// must be resolved and checked).
+    pub fn accepts_without_registry(&self, image: &ImageRef) -> Result<bool, Stage1Error> {
+        let Some(policy) = &self.policy else {
+            return Ok(true);
+        };
+        let applicable = policy.requirements_for(image);
+        let mut accepted = true;
+        for requirement in applicable.requirements {
+            match requirement {
+                Requirement::InsecureAcceptAnything {} => {}
+                Requirement::Reject {} => {
+                    return Err(PullError::Rejected {
+                        reference: image.to_string(),
+                        scope: applicable.scope.clone(),
+                        reason: "the policy rejects everything in this scope".into(),
+                    }
+                    .into())
+                }
+                Requirement::SignedBy { .. } | Requirement::SigstoreSigned { .. } => {
+                    accepted = false
+                }
+            }
+        }
+        Ok(accepted)
     }
 
     /// Pulls a resolved, accepted image into a new protected rootfs at `output` under `key`.

@@ -41,6 +41,19 @@ pub(crate) trait Platform {
         reference: &ImageRef,
     ) -> anyhow::Result<Option<RootfsReader>>;
 
+    /// The kept image of `manifest`, opened and checked, without reserving anything (for a
+    /// reference pinned to that digest, before any registry request); `Ok(None)` when there
+    /// is none or it does not open (then the flow resolves the image and calls
+    /// [`Self::reuse`]). Platforms that keep no images have none.
+    fn reuse_kept(
+        &self,
+        _config: &BootConfig,
+        _manifest: &Digest,
+        _reference: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>> {
+        Ok(None)
+    }
+
     /// Where to pull `manifest` to.
     fn image_path(&self, config: &BootConfig, manifest: &Digest) -> anyhow::Result<PathBuf>;
 

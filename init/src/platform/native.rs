@@ -105,6 +105,26 @@ impl Platform for Native {
         Ok(None)
     }
 
+    fn reuse_kept(
+        &self,
+        config: &BootConfig,
+        manifest: &Digest,
+        reference: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>> {
+        let Some(sealing) = sealing_key(config)? else {
+            return Ok(None);
+        };
+        let store = self.store.borrow();
+        let store = store.as_ref().context("the store is not open")?;
+        match store.reuse_kept(&sealing, manifest, reference)? {
+            Some(Kept::Reused(reader, in_use)) => {
+                *self.kept.borrow_mut() = Some((*manifest, in_use));
+                Ok(Some(*reader))
+            }
+            Some(Kept::Pull(_)) | None => Ok(None),
+        }
+    }
+
     fn image_path(&self, _config: &BootConfig, _manifest: &Digest) -> anyhow::Result<PathBuf> {
         let reservation = self.reservation.borrow();
         let reservation = reservation.as_ref().context("no image is reserved")?;

@@ -59,7 +59,7 @@ struct Fake {
     calls: RefCell<Vec<&'static str>>,
     keep: bool,
     fail_enter: bool,
-    kept: RefCell<Option<(PathBuf, DataKey)>>,
+    kept: RefCell<Option<(PathBuf, DataKey, Digest)>>,
 }
 
 /// What the fake stage 2 saw.
@@ -88,8 +88,21 @@ impl Platform for Fake {
     ) -> anyhow::Result<Option<RootfsReader>> {
         self.calls.borrow_mut().push("reuse");
         match &*self.kept.borrow() {
-            Some((path, key)) => Ok(Some(RootfsReader::open(path, key)?)),
+            Some((path, key, _)) => Ok(Some(RootfsReader::open(path, key)?)),
             None => Ok(None),
+        }
+    }
+
+    fn reuse_kept(
+        &self,
+        _: &BootConfig,
+        manifest: &Digest,
+        _: &ImageRef,
+    ) -> anyhow::Result<Option<RootfsReader>> {
+        self.calls.borrow_mut().push("reuse_kept");
+        match &*self.kept.borrow() {
+            Some((path, key, kept)) if kept == manifest => Ok(Some(RootfsReader::open(path, key)?)),
+            _ => Ok(None),
         }
     }
 
@@ -101,14 +114,14 @@ impl Platform for Fake {
     fn open_pulled(
         &self,
         _: &BootConfig,
-        _: &Digest,
+        manifest: &Digest,
         key: &DataKey,
         _: &RootHash,
         image: &Path,
     ) -> anyhow::Result<(RootfsReader, bool)> {
         self.calls.borrow_mut().push("open_pulled");
         if self.keep {
-            *self.kept.borrow_mut() = Some((image.to_owned(), key.clone()));
+            *self.kept.borrow_mut() = Some((image.to_owned(), key.clone(), *manifest));
         }
         Ok((RootfsReader::open(image, key)?, self.keep))
     }
@@ -152,8 +165,12 @@ fn setup(extra: &str) -> Setup {
 
 impl Setup {
     fn boot(&self, platform: &Fake) -> anyhow::Result<Entered> {
+        self.boot_ref(platform, &self.image)
+    }
+
+    fn boot_ref(&self, platform: &Fake, image: &str) -> anyhow::Result<Entered> {
         let config = BootConfig::parse(self.config.as_bytes(), "test").unwrap();
-        boot(platform, config, &self.image)
+        boot(platform, config, image)
     }
 
     fn store_files(&self) -> Vec<PathBuf> {
@@ -234,4 +251,73 @@ fn a_policy_rejection_stops_before_the_platform_pulls() {
     assert!(format!("{err:#}").contains("reject"), "{err:#}");
     assert_eq!(*fake.calls.borrow(), ["open_store"]);
     assert_eq!(s.store_files(), Vec::<PathBuf>::new());
+}
+
+/// A registry reference nobody answers at (the discard port): any request fails.
+fn unreachable_pinned(manifest: &Digest) -> String {
+    format!("docker://127.0.0.1:9/app@{manifest}")
+}
+
+#[test]
+fn a_pinned_reference_reuses_the_kept_image_without_a_registry_request() {
+    let s = setup(INSECURE);
+    let fake = Fake {
+        keep: true,
+        ..Fake::default()
+    };
+    let first = s.boot(&fake).unwrap();
+    let manifest = fake.kept.borrow().as_ref().unwrap().2;
+    fake.calls.borrow_mut().clear();
+    let second = s.boot_ref(&fake, &unreachable_pinned(&manifest)).unwrap();
+    assert_eq!(*fake.calls.borrow(), ["open_store", "reuse_kept", "enter"]);
+    assert_eq!(second.root_hash, first.root_hash);
+    assert_eq!(second.pulled, None);
+
+    // Another digest is not the kept image: resolving it needs the registry, which fails.
+    let other = Digest::of(b"another manifest");
+    fake.calls.borrow_mut().clear();
+    let err = s.boot_ref(&fake, &unreachable_pinned(&other)).unwrap_err();
+    assert!(format!("{err:#}").contains("127.0.0.1:9"), "{err:#}");
+    assert_eq!(*fake.calls.borrow(), ["open_store", "reuse_kept"]);
+}
+
+#[test]
+fn a_pinned_reference_whose_policy_needs_signatures_is_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {"127.0.0.1:9": [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/nonexistent.gpg"}]}}}"#,
+    )
+    .unwrap();
+    let s = setup(&format!(
+        r#", "policy": "{}", "allow_local_layouts": true"#,
+        policy.display()
+    ));
+    let fake = Fake {
+        keep: true,
+        ..Fake::default()
+    };
+    s.boot(&fake).unwrap();
+    let manifest = fake.kept.borrow().as_ref().unwrap().2;
+    fake.calls.borrow_mut().clear();
+    // The signatures would come from the registry: the kept image is not used unseen.
+    let err = s
+        .boot_ref(&fake, &unreachable_pinned(&manifest))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("127.0.0.1:9"), "{err:#}");
+    assert_eq!(*fake.calls.borrow(), ["open_store"]);
+
+    // A scope that rejects refuses a pinned reference before anything is opened.
+    std::fs::write(
+        &policy,
+        r#"{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {"127.0.0.1:9": [{"type": "reject"}]}}}"#,
+    )
+    .unwrap();
+    fake.calls.borrow_mut().clear();
+    let err = s
+        .boot_ref(&fake, &unreachable_pinned(&manifest))
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("rejects"), "{err:#}");
+    assert_eq!(*fake.calls.borrow(), ["open_store"]);
 }

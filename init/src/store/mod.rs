@@ -221,6 +221,32 @@ impl Store {
         Kept::Reused(Box::new(reader), in_use)
     }
 
+    /// The kept image of `manifest` opened under its seal (under the shared lock), without
+    /// reserving anything when there is none: `None` when no seal is there or it does not
+    /// open (the caller then goes the usual way, [`Self::reuse_or_reserve`]). Creates no
+    /// file in the store. A reused image is marked in use and this use recorded, as in
+    /// [`Self::reuse_or_reserve`].
+    pub fn reuse_kept(
+        &self,
+        sealing: &DataKey,
+        manifest: &Digest,
+        reference: &ImageRef,
+    ) -> Result<Option<Kept>, StoreError> {
+        let name = ImageName::kept(manifest);
+        // No seal, no lock file: a digest that was never kept leaves nothing behind.
+        if !self.path(&name, "seal").exists() {
+            return Ok(None);
+        }
+        let shared = ImageLock::acquire(&self.path(&name, "lock"), Mode::Shared)?;
+        match self.reuse(&name, sealing, &manifest.to_string(), &shared) {
+            Ok(reader) => Ok(reader.map(|reader| self.reused(&name, reader, reference, &shared))),
+            Err(e) => {
+                log::info!("{}; resolving the image instead", error_chain(&e));
+                Ok(None)
+            }
+        }
+    }
+
     /// A reservation for an image of one start (no sealing key): a fresh name whose lock
     /// file goes when the image is opened or the pull fails.
     pub fn reserve_one_start(&self) -> Result<Reservation, StoreError> {

@@ -155,3 +155,24 @@ fn a_symlink_or_fifo_as_an_image_is_never_in_use_nor_followed() {
     assert!(!super::lock::image_in_use(&fifo).unwrap());
     drop(held);
 }
+
+#[test]
+fn reuse_kept_of_a_digest_never_kept_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let sealing = DataKey::generate().unwrap();
+    let manifest = Digest::of(b"a manifest");
+    let reference: ImageRef = "docker://127.0.0.1:5000/a/b:c".parse().unwrap();
+    assert!(store
+        .reuse_kept(&sealing, &manifest, &reference)
+        .unwrap()
+        .is_none());
+    assert_eq!(names(dir.path()), Vec::<String>::new());
+    // A seal that does not open is no reuse either (the usual path then pulls again).
+    let seal = dir.path().join(format!("sha256-{}.seal", manifest.hex()));
+    std::fs::write(&seal, b"not a seal").unwrap();
+    assert!(store
+        .reuse_kept(&sealing, &manifest, &reference)
+        .unwrap()
+        .is_none());
+}

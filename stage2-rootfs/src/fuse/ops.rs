@@ -62,6 +62,9 @@ pub(super) struct RootfsFs {
 
 impl RootfsFs {
     pub(super) fn new(reader: Arc<RootfsReader>) -> Self {
+        // Lookups and first reads walk the metadata and the Merkle tree: have the host read
+        // both ahead while the mount is set up and the container starts.
+        reader.advise_index();
         Self {
             reader,
             listings: Mutex::new(HashMap::new()),

@@ -138,6 +138,12 @@ impl RootfsReader {
         }
     }
 
+    /// Hints the host's page cache to read the image's metadata and Merkle tree ahead (for
+    /// a mount about to serve it); see the FUSE server.
+    pub fn advise_index(&self) {
+        self.store.advise_index(self.sb.meta_slot);
+    }
+
     /// Number of inodes; valid inode numbers are 1 to this.
     pub fn inode_count(&self) -> u64 {
         self.sb.inode_count

@@ -67,6 +67,34 @@ impl SlotStore {
         }
     }
 
+    /// Asks the host's page cache to read the Merkle tree and the slots from `first_meta`
+    /// on (the metadata) ahead, asynchronously: lookups and the first read of each region
+    /// need tree nodes scattered over the tree, one small read each, which on a cold cache
+    /// would each wait for the disk. Only a hint: every byte is still verified when used.
+    pub fn advise_index(&self, first_meta: u64) {
+        let ranges = [
+            (
+                slot_offset(first_meta),
+                self.tree_offset - slot_offset(first_meta),
+            ),
+            (self.tree_offset, self.shape.total_bytes()),
+        ];
+        for (offset, len) in ranges {
+            let advised = rustix::fs::fadvise(
+                &self.file,
+                offset,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::WillNeed,
+            );
+            if let Err(e) = advised {
+                log::debug!(
+                    "cannot advise {} at {offset}+{len}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+    }
+
     pub fn slot_count(&self) -> u64 {
         self.shape.len(0)
     }

@@ -23,6 +23,8 @@ use sample::*;
 
 /// Byte offset of slot 0 in an image: the superblock region comes first.
 const SLOT0: u64 = 4096;
+/// Bytes of one slot: a 4 KiB block and its 16-byte AEAD tag (FORMAT.md).
+const SLOT_SIZE: u64 = 4096 + 16;
 
 #[test]
 fn mounted_image_shows_the_tree() -> Result<()> {
@@ -210,6 +212,76 @@ fn tampered_block_reads_as_eio() -> Result<()> {
         "stat"
     );
     drop(first);
+    mounted.unmount()
+}
+
+/// The kernel keeps file pages across opens and the server caches verified metadata; a block
+/// flipped on host storage while the image is mounted must still read as `EIO` the first
+/// time it is read, after its neighbours, its inode and the rest of the tree were read and
+/// cached.
+#[test]
+fn block_flipped_while_mounted_reads_as_eio() -> Result<()> {
+    let Some(_serial) = start("block_flipped_while_mounted_reads_as_eio") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let image = work.path().join("rootfs.img");
+    let victim = pseudo_random(64 * 4096, 7);
+    let mut b = RootfsBuilder::create(&image, &key(), BuildOptions::default())?;
+    // The first file written takes slots 0 to 63.
+    b.add_file(
+        &path("/victim.bin")?,
+        meta(0o644, 0, 0),
+        &mut victim.as_slice(),
+    )?;
+    b.add_file(
+        &path("/ok.txt")?,
+        meta(0o644, 0, 0),
+        &mut &b"still fine\n"[..],
+    )?;
+    b.finish()?;
+
+    let mounted = Mounted::new(&image)?;
+    let mnt = mounted.path().to_owned();
+    // Warm every cache: the listing, both inodes, the other file and the victim's first page
+    // (a 4 KiB read with no readahead beyond it: O_DIRECT is not used, so the kernel may
+    // read ahead; the block flipped below lies past what a first small read can pull in).
+    ensure!(fs::read(mnt.join("ok.txt"))? == b"still fine\n");
+    let mut head = vec![0u8; 4096];
+    File::open(mnt.join("victim.bin"))?.read_exact_at(&mut head, 0)?;
+    ensure!(head == victim[..4096], "the victim's first block");
+    // The last block of the victim (slot 63), flipped on host storage while mounted.
+    let at = SLOT0 + 63 * SLOT_SIZE + 100;
+    let f = OpenOptions::new().read(true).write(true).open(&image)?;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at)?;
+    f.write_all_at(&[byte[0] ^ 0x01], at)?;
+    f.sync_all()?;
+    drop(f);
+
+    let file = File::open(mnt.join("victim.bin"))?;
+    let mut last = vec![0u8; 4096];
+    let err = file.read_exact_at(&mut last, 63 * 4096).err();
+    ensure!(
+        err.as_ref().and_then(io::Error::raw_os_error) == Some(libc::EIO),
+        "first read of the flipped block gave {err:?}"
+    );
+    // Again, through a new open: no error is cached as data, the block is never served.
+    let again = File::open(mnt.join("victim.bin"))?.read_exact_at(&mut last, 63 * 4096);
+    ensure!(
+        errno(again) == Some(libc::EIO),
+        "second read of the flipped block"
+    );
+    let err = fs::read(mnt.join("victim.bin")).err();
+    ensure!(
+        err.as_ref().and_then(io::Error::raw_os_error) == Some(libc::EIO),
+        "reading the whole file gave {err:?}"
+    );
+    ensure!(
+        fs::read(mnt.join("ok.txt"))? == b"still fine\n",
+        "another file"
+    );
+    drop(file);
     mounted.unmount()
 }
 
