@@ -329,8 +329,16 @@ impl Service {
             )));
         }
         if task.kind == Kind::App {
-            let pid = task.start_runner()?;
-            log::info!("container {id}: entry program runs as pid {pid} in its enclave");
+            match task.start_runner() {
+                Ok(pid) => log::info!("container {id}: entry program runs as pid {pid}"),
+                Err(e) => {
+                    // The runner destroys the enclave and exits: the task is stopped (and
+                    // its exit published) before the error reaches containerd, so a client
+                    // that deletes it right away finds it stopped.
+                    task.wait(Some(TEARDOWN));
+                    return Err(e);
+                }
+            }
         }
         task.advance(Status::Running);
         self.publish(
