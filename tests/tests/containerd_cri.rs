@@ -163,10 +163,22 @@ fn run_pod(
     pod: &Pod,
     containers: &[Container],
 ) -> Vec<Finished> {
+    run_pod_with_ip(node, cri, handler, pod, containers).1
+}
+
+/// As [`run_pod`]; also the pod's IP.
+fn run_pod_with_ip(
+    node: &Node,
+    cri: &mut Cri,
+    handler: &str,
+    pod: &Pod,
+    containers: &[Container],
+) -> (String, Vec<Finished>) {
     for c in containers {
         cri.pull(&c.image, pod).unwrap();
     }
     let pod_id = cri.run_pod(pod, handler).unwrap();
+    let pod_ip = cri.pod_ip(&pod_id).unwrap();
     let mut ids = Vec::new();
     for c in containers {
         let id = cri.create(&pod_id, pod, c).unwrap().unwrap();
@@ -196,7 +208,7 @@ fn run_pod(
         !cri.list_pods().unwrap().iter().any(|(id, _)| *id == pod_id),
         "pod {pod_id} still listed"
     );
-    done
+    (pod_ip, done)
 }
 
 fn sh(script: &str) -> Vec<String> {
@@ -213,6 +225,41 @@ fn a_runc_pod_runs_to_its_exit_code_with_its_output_in_the_cri_log() {
     let done = run_pod(&node, &mut cri, "runc", &node.pod("runc-smoke"), &[c]);
     assert_eq!(done[0].status.exit_code, 3, "{}", done[0].status.raw);
     assert_eq!(done[0].stdout, ["out from runc"]);
+}
+
+/// A pod with its own network (CNI ptp) and hostname: the container is in the pod's network
+/// namespace (it has the pod's IP) and has the pod's hostname.
+fn pod_network_case(handler: &str) {
+    let Some(node) = node() else { return };
+    let mut cri = node.cri();
+    let mut pod = node.pod(&format!("{handler}-net"));
+    pod.pod_network = true;
+    pod.hostname = format!("{handler}-pod-host");
+    let mut c = Container::new("net", &node.busybox());
+    c.command = sh("hostname; cat /proc/net/fib_trie");
+    let (ip, done) = run_pod_with_ip(&node, &mut cri, handler, &pod, &[c]);
+    assert!(ip.starts_with("10.2"), "pod IP {ip:?}");
+    let out = &done[0].stdout;
+    assert_eq!(done[0].status.exit_code, 0, "{}", done[0].status.raw);
+    assert_eq!(
+        out.first().map(String::as_str),
+        Some(pod.hostname.as_str()),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|l| l.trim().ends_with(&format!(" {ip}"))),
+        "{ip} not in {out:?}"
+    );
+}
+
+#[test]
+fn a_runc_container_has_its_pods_network_and_hostname() {
+    pod_network_case("runc");
+}
+
+#[test]
+fn an_encc_container_has_its_pods_network_and_hostname() {
+    pod_network_case("encc");
 }
 
 /// The encc handler: the image's own command and its output in the CRI log, exit codes,

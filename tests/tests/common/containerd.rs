@@ -64,6 +64,8 @@ impl Containerd {
             fs::write(hosts.join("hosts.toml"), toml)
                 .with_context(|| format!("write {}/hosts.toml", hosts.display()))?;
         }
+        let cni = cni_conflist(&base.join("cni-ipam"));
+        fs::write(base.join("cni/10-encc-test.conflist"), cni).context("write the CNI config")?;
         let config = base.join("config.toml");
         fs::write(&config, config_toml(base, opts))
             .with_context(|| format!("write {}", config.display()))?;
@@ -315,6 +317,25 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         }
     }
     t
+}
+
+/// The pod network (CNI, Debian's containernetworking-plugins): a veth pair per pod (`ptp`)
+/// with an address from a /24 of 10.200.0.0/13 picked at random, so that containerds of
+/// tests running at the same time do not collide; IPAM state under `ipam_dir`.
+fn cni_conflist(ipam_dir: &Path) -> String {
+    let mut n = [0u8; 2];
+    let _ = getrandom::fill(&mut n);
+    let subnet = format!("10.{}.{}.0/24", 200 + n[0] % 8, n[1]);
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "encc-test",
+        "plugins": [{
+            "type": "ptp",
+            "ipMasq": false,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir},
+        }],
+    })
+    .to_string()
 }
 
 /// PATH for containerd and ctr: the cargo target directory holding the workspace's binaries

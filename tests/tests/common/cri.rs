@@ -243,6 +243,15 @@ impl Cri {
         Ok(v["pod_sandbox_id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// The pod's IP (PodSandboxStatus; empty for host-network pods).
+    pub fn pod_ip(&mut self, pod_id: &str) -> anyhow::Result<String> {
+        let v = self.runtime_ok("PodSandboxStatus", json!({"pod_sandbox_id": pod_id}))?;
+        Ok(v["status"]["network"]["ip"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     /// CreateContainer in pod `pod_id`; the container id, or the gRPC error.
     pub fn create(
         &mut self,
