@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::containerd::{mounts_under, Containerd, ContainerdOptions, CRI_NAMESPACE};
+use common::containerd::{mounts_under, Containerd, ContainerdOptions, Shared, CRI_NAMESPACE};
 use common::cri::{stdout_lines, Container, ContainerStatus, Cri, Pod};
 use common::gpg::{gpg_key, GpgHome, Lookaside};
 
@@ -32,23 +32,18 @@ struct Node {
     prefix: String,
 }
 
-static NODE: Mutex<Weak<Node>> = Mutex::new(Weak::new());
+static NODE: Shared<Node> = Shared::new();
 
-/// The node the tests running now share (a new one when none is alive), or None (skip)
-/// without root or peers.
+/// The node the tests of this binary share (started by the first), or None (skip) without
+/// root or peers.
 fn node() -> Option<Arc<Node>> {
     let peers = root_peers()?;
-    let mut shared = NODE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(node) = shared.upgrade() {
-        return Some(node);
-    }
-    let node = Arc::new(Node::start(&peers));
-    *shared = Arc::downgrade(&node);
-    Some(node)
+    Some(NODE.get(|| Node::start(&peers, true)))
 }
 
 impl Node {
-    fn start(peers: &Peers) -> Node {
+    /// A node; with `signed`, also the signed and unsigned busybox in the signed scope.
+    fn start(peers: &Peers, signed: bool) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("encc-cri.")
             .tempdir()
@@ -99,19 +94,9 @@ impl Node {
         containerd
             .import(CRI_NAMESPACE, &peers.fixtures.join("pause.tar"))
             .unwrap();
-        // busybox signed by a key of this node's policy, and unsigned, in the signed scope.
-        let gnupg = GpgHome::new(dir.path().join("gnupg"));
-        let fpr = gpg_key(&gnupg.0, "cri-signer", &trust.join("signer.gpg"));
-        let lookaside = Lookaside::new(&trust);
-        let src = format!("oci:{}:busybox", peers.fixtures.join("layout").display());
-        let scope = format!("docker://{}/{prefix}/signed", peers.registry);
-        lookaside.copy(
-            &gnupg.0,
-            Some(&fpr),
-            &src,
-            &format!("{scope}/busybox:latest"),
-        );
-        lookaside.copy(&gnupg.0, None, &src, &format!("{scope}/unsigned:latest"));
+        if signed {
+            push_signed(peers, &trust, &prefix);
+        }
         Node {
             containerd,
             dir,
@@ -145,6 +130,23 @@ impl Node {
     fn store(&self) -> PathBuf {
         self.dir.path().join("store")
     }
+}
+
+/// busybox signed by a key of the node's policy (`trust/signer.gpg`), and unsigned, in the
+/// scope the policy wants signed.
+fn push_signed(peers: &Peers, trust: &Path, prefix: &str) {
+    let gnupg = GpgHome::new(trust.join("gnupg"));
+    let fpr = gpg_key(&gnupg.0, "cri-signer", &trust.join("signer.gpg"));
+    let lookaside = Lookaside::new(trust);
+    let src = format!("oci:{}:busybox", peers.fixtures.join("layout").display());
+    let scope = format!("docker://{}/{prefix}/signed", peers.registry);
+    lookaside.copy(
+        &gnupg.0,
+        Some(&fpr),
+        &src,
+        &format!("{scope}/busybox:latest"),
+    );
+    lookaside.copy(&gnupg.0, None, &src, &format!("{scope}/unsigned:latest"));
 }
 
 /// A finished container: its status and stdout lines in the CRI log.
@@ -490,7 +492,7 @@ fn alive(ids: &[(i32, u64)]) -> Vec<(i32, String)> {
 #[test]
 fn a_killed_shim_and_a_restarted_containerd_leave_no_enclave_mount_or_store_file() {
     let Some(peers) = root_peers() else { return };
-    let mut node = Node::start(&peers);
+    let mut node = Node::start(&peers, false);
     let mut cri = node.cri();
     let pod = node.pod("fault");
     let mut victim = Container::new("victim", &node.busybox());

@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -444,4 +445,44 @@ fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
         i += 1;
     }
     out
+}
+
+/// A value the tests of one test binary share (a node's containerd), made by the first test
+/// that asks and dropped when the binary exits (an `atexit` hook: statics are never dropped
+/// otherwise), so its Drop still stops containerd and cleans up.
+pub struct Shared<T>(Mutex<Option<Arc<T>>>);
+
+type ExitDrop = Box<dyn FnOnce() + Send>;
+static AT_EXIT: Mutex<Vec<ExitDrop>> = Mutex::new(Vec::new());
+
+extern "C" fn run_exit_drops() {
+    let drops = std::mem::take(&mut *AT_EXIT.lock().unwrap_or_else(|e| e.into_inner()));
+    for drop in drops {
+        drop();
+    }
+}
+
+impl<T: Send + Sync + 'static> Shared<T> {
+    pub const fn new() -> Self {
+        Shared(Mutex::new(None))
+    }
+
+    /// The shared value, made by `make` if there is none yet (a failed `make` leaves none).
+    pub fn get(&'static self, make: impl FnOnce() -> T) -> Arc<T> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(value) = slot.as_ref() {
+            return Arc::clone(value);
+        }
+        let value = Arc::new(make());
+        *slot = Some(Arc::clone(&value));
+        let mut drops = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+        if drops.is_empty() {
+            // SAFETY: atexit registers a plain extern "C" function that takes no arguments.
+            unsafe { libc::atexit(run_exit_drops) };
+        }
+        drops.push(Box::new(move || {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }));
+        value
+    }
 }
