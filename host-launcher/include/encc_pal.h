@@ -75,6 +75,11 @@ int occlum_pal_destroy(void);
  * (EINVAL before init, ENOSPC when len is too small). */
 int encc_pal_entry_program(char *buf, size_t len);
 
+/* encc's extension: copies the explanation of the last failed call (the enclave's message
+ * behind the errno, e.g. a signature policy rejection) into buf (NUL-terminated); returns
+ * its length, or -1 with errno (ENOENT when no call failed, ENOSPC when len is too small). */
+int encc_pal_last_error(char *buf, size_t len);
+
 /* ---- rune Enclave Runtime PAL API v2/v3 -------------------------------------------------- */
 
 #define ENCC_RUNE_PAL_VERSION 3

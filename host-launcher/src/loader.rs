@@ -215,6 +215,13 @@ impl Pal {
         })
     }
 
+    /// Why the last failed call failed, from encc's optional `encc_pal_last_error`
+    /// extension (the enclave's explanation behind the errno); `None` when the PAL lacks it
+    /// (Occlum's own PAL logs it instead) or no call failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.symbols.last_error()
+    }
+
     /// `occlum_pal_destroy`: tears the enclave down.
     pub fn destroy(&self) -> Result<(), PalError> {
         self.symbols

@@ -23,13 +23,38 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
+/// The explanation of the last failed call (`encc_pal_last_error`).
+static LAST_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+fn set_last_error(message: String) {
+    *LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+}
+
+/// Why the last failed call failed (the enclave's message), if one failed.
+pub fn last_error() -> Option<String> {
+    LAST_ERROR.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 fn state() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn errno_of(e: &EnclaveError) -> i32 {
     log::error!("{e}");
+    set_last_error(error_chain(e));
     e.errno()
+}
+
+/// `e` and its causes, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What `pal_init` needs, from rune's `enclave.runtime.args` or Occlum's attr + env.
@@ -139,10 +164,12 @@ pub fn create_process(
         let state = state();
         let state = state.as_ref().ok_or(libc::EINVAL)?;
         if path != state.ready.entry_program {
-            log::error!(
+            let message = format!(
                 "{path:?} is not the entry point {:?}: refused",
                 state.ready.entry_program
             );
+            log::error!("{message}");
+            set_last_error(message);
             return Err(libc::EACCES);
         }
         Arc::clone(&state.enclave)
@@ -175,7 +202,9 @@ pub fn exec(pid: i32) -> Result<i32, i32> {
 /// `kill`: SIGKILL or SIGTERM to `pid` (-1: all).
 pub fn kill(pid: i32, sig: i32) -> Result<(), i32> {
     if sig != libc::SIGKILL && sig != libc::SIGTERM {
-        log::error!("kill: only SIGKILL and SIGTERM are supported, not {sig}");
+        let message = format!("kill: only SIGKILL and SIGTERM are supported, not {sig}");
+        log::error!("{message}");
+        set_last_error(message);
         return Err(libc::EINVAL);
     }
     enclave()?.kill(pid, sig).map_err(|e| errno_of(&e))

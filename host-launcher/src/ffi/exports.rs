@@ -254,17 +254,44 @@ pub unsafe extern "C" fn encc_pal_entry_program(buf: *mut c_char, len: usize) ->
             return Err(libc::EINVAL);
         }
         let program = native::entry_program()?;
-        let bytes = program.as_bytes();
-        if bytes.len() >= len || bytes.contains(&0) {
-            return Err(libc::ENOSPC);
-        }
-        // SAFETY: `buf` is writable for `len` > bytes.len() bytes; the regions are disjoint.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, bytes.len());
-            *buf.add(bytes.len()) = 0;
-        }
-        c_int::try_from(bytes.len()).map_err(|_| libc::ENOSPC)
+        // SAFETY: `buf` is non-NULL and writable for `len` bytes per the contract.
+        unsafe { copy_c_string(&program, buf, len) }
     })
+}
+
+/// `encc_pal_last_error`: copies the explanation of the last failed PAL call into `buf`.
+///
+/// # Safety
+/// `buf` is NULL or writable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn encc_pal_last_error(buf: *mut c_char, len: usize) -> c_int {
+    entry("encc_pal_last_error", Convention::Occlum, || {
+        if buf.is_null() {
+            return Err(libc::EINVAL);
+        }
+        let message = native::last_error().ok_or(libc::ENOENT)?;
+        // A message with a NUL byte is cut there rather than refused.
+        let message = message.split('\0').next().unwrap_or_default();
+        // SAFETY: `buf` is non-NULL and writable for `len` bytes per the contract.
+        unsafe { copy_c_string(message, buf, len) }
+    })
+}
+
+/// Copies `text` and a NUL into `buf`; returns the length without the NUL.
+///
+/// # Safety
+/// `buf` is non-NULL and writable for `len` bytes.
+unsafe fn copy_c_string(text: &str, buf: *mut c_char, len: usize) -> Result<c_int, c_int> {
+    let bytes = text.as_bytes();
+    if bytes.len() >= len || bytes.contains(&0) {
+        return Err(libc::ENOSPC);
+    }
+    // SAFETY: `buf` is writable for `len` > bytes.len() bytes; the regions are disjoint.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, bytes.len());
+        *buf.add(bytes.len()) = 0;
+    }
+    c_int::try_from(bytes.len()).map_err(|_| libc::ENOSPC)
 }
 
 // ---- rune -----------------------------------------------------------------------------------

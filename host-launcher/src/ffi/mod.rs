@@ -174,6 +174,12 @@ pub type OcclumPalDestroyFn = unsafe extern "C" fn() -> c_int;
 /// ABI) that tells a launcher which program `create_process` may start, after `init`.
 /// Returns the string length (without NUL) or -1 with errno (EINVAL before init, ENOSPC).
 pub type EnccPalEntryProgramFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
+/// `encc_pal_last_error(buf, len)`: encc's extension that tells a launcher why the last failed
+/// call of this thread's process failed (the enclave's explanation behind the errno), so a
+/// launcher can show it to its user (a containerd shim puts it in the container's status).
+/// Returns the string length (without NUL) or -1 with errno (ENOENT when no call failed,
+/// ENOSPC when `len` is too small).
+pub type EnccPalLastErrorFn = unsafe extern "C" fn(buf: *mut c_char, len: usize) -> c_int;
 pub type PalGetVersionFn = unsafe extern "C" fn() -> c_int;
 /// `pal_init` as called by rune for API v1 and v2.
 pub type PalInitV1Fn = unsafe extern "C" fn(attr: *const pal_attr_v1_t) -> c_int;

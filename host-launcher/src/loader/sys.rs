@@ -11,8 +11,8 @@ use libloading::os::unix::Library;
 
 use crate::ffi::{
     occlum_pal_attr_t, occlum_pal_create_process_args, occlum_pal_exec_args, occlum_stdio_fds_t,
-    EnccPalEntryProgramFn, OcclumPalCreateProcessFn, OcclumPalDestroyFn, OcclumPalExecFn,
-    OcclumPalGetVersionFn, OcclumPalInitFn, OcclumPalKillFn,
+    EnccPalEntryProgramFn, EnccPalLastErrorFn, OcclumPalCreateProcessFn, OcclumPalDestroyFn,
+    OcclumPalExecFn, OcclumPalGetVersionFn, OcclumPalInitFn, OcclumPalKillFn,
 };
 
 /// Why a PAL library could not be opened.
@@ -32,6 +32,8 @@ pub(super) struct OcclumSymbols {
     destroy: OcclumPalDestroyFn,
     /// encc's optional extension (absent from Occlum's own PAL).
     entry_program: Option<EnccPalEntryProgramFn>,
+    /// encc's optional extension (absent from Occlum's own PAL).
+    last_error: Option<EnccPalLastErrorFn>,
     /// Keeps the library loaded while the pointers above are callable.
     _library: Library,
 }
@@ -56,6 +58,7 @@ impl OcclumSymbols {
                 kill: symbol(&library, "occlum_pal_kill")?,
                 destroy: symbol(&library, "occlum_pal_destroy")?,
                 entry_program: symbol(&library, "encc_pal_entry_program").ok(),
+                last_error: symbol(&library, "encc_pal_last_error").ok(),
                 _library: library,
             }
         };
@@ -73,6 +76,18 @@ impl OcclumSymbols {
             buf.truncate(usize::try_from(n).unwrap_or(0));
             String::from_utf8_lossy(&buf).into_owned()
         }))
+    }
+
+    /// `encc_pal_last_error()` when the library has it; `None` also when no call failed.
+    pub(super) fn last_error(&self) -> Option<String> {
+        let call = self.last_error?;
+        let mut buf = vec![0u8; 16 * 1024];
+        // SAFETY: `buf` is writable for its length; the function writes at most that many
+        // bytes, NUL included.
+        let ret = unsafe { call(buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
+        let n = usize::try_from(ret).ok()?;
+        buf.truncate(n);
+        Some(String::from_utf8_lossy(&buf).into_owned())
     }
 
     /// `occlum_pal_get_version()`, returned as is (> 0 is a version).
