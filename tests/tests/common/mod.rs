@@ -10,6 +10,8 @@ use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod containerd;
+pub mod cri;
 pub mod enclave;
 pub mod gpg;
 pub mod inotify;
