@@ -516,6 +516,16 @@ fn a_killed_shim_and_a_restarted_containerd_leave_no_enclave_mount_or_store_file
         .collect();
     // The shim, the enclave (init, its FUSE server), the container's shell and sleep.
     assert!(tree.len() >= 3, "the shim's processes: {:?}", alive(&tree));
+    // The pod shim's socket (containerd-shim's `address` file in the sandbox's bundle).
+    let bundle = node
+        .containerd
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(CRI_NAMESPACE)
+        .join(&pod_id);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    let socket = PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "{}", socket.display());
     // SAFETY: kill takes plain integers; the pid is this test's shim.
     assert_eq!(unsafe { libc::kill(shims[0], libc::SIGKILL) }, 0);
     drop(cri);
@@ -534,6 +544,11 @@ fn a_killed_shim_and_a_restarted_containerd_leave_no_enclave_mount_or_store_file
         "survivors of the killed shim"
     );
     assert_eq!(node.containerd.shim_pids(), Vec::<i32>::new());
+    assert!(
+        !socket.exists(),
+        "the dead shim's socket {} is left",
+        socket.display()
+    );
     let pods = cri.list_pods().unwrap();
     assert_eq!(pods, [(pod_id.clone(), "SANDBOX_NOTREADY".to_owned())]);
     assert_eq!(
