@@ -26,6 +26,7 @@ mod spec;
 mod sys;
 mod task;
 
+use std::os::unix::fs::FileTypeExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,6 +92,7 @@ impl containerd_shim::Shim for Shim {
         }
         let _ = std::fs::remove_file(bundle.join(channel::PID_FILE));
         let _ = std::fs::remove_dir_all(task::instance_dir(&bundle));
+        remove_dead_socket(&bundle);
         Ok(DeleteResponse {
             pid: pid.unwrap_or(0),
             exit_status: 128 + libc::SIGKILL as u32,
@@ -107,6 +109,26 @@ impl containerd_shim::Shim for Shim {
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
         Service::new(self.namespace.clone(), publisher, Arc::clone(&self.exit))
+    }
+}
+
+/// Removes the socket of the bundle's shim (its `address` file) when nothing listens on it:
+/// a shim killed with SIGKILL cannot remove its own, and containerd-shim's `delete` does
+/// not. A shim still serving other containers of the pod keeps its socket.
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let socket = std::path::Path::new(address.trim().trim_start_matches("unix://"));
+    let is_socket = std::fs::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && std::os::unix::net::UnixStream::connect(socket).is_err() {
+        match std::fs::remove_file(socket) {
+            Ok(()) => log::info!("removed the dead shim's socket {}", socket.display()),
+            Err(e) => log::warn!(
+                "cannot remove the dead shim's socket {}: {e}",
+                socket.display()
+            ),
+        }
     }
 }
 
