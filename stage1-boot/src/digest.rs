@@ -27,6 +27,11 @@ impl Digest {
         Self(Sha256::digest(bytes).into())
     }
 
+    /// The digest whose raw hash is `hash` (from a hasher the caller ran).
+    pub(crate) fn from_bytes(hash: [u8; 32]) -> Self {
+        Self(hash)
+    }
+
     /// The raw hash.
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0

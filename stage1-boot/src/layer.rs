@@ -1,7 +1,9 @@
 //! One layer's byte pipeline: fetch (resuming dropped connections with Range requests) →
-//! size and sha256 → decompression → diff_id hash. It runs on its own thread and feeds the
-//! unpacker through a bounded channel, so decompression and building use both cores while
-//! memory stays bounded.
+//! size and sha256 → decompression. It runs on its own thread and feeds the unpacker through
+//! a bounded channel, so decompression and building use both cores while memory stays
+//! bounded. The diff_id is hashed on the unpacker's side, over every chunk it receives (the
+//! decompressing thread is the busier one); [`LayerStream::finish`] refuses a digest over
+//! fewer bytes than were decompressed.
 //!
 //! Plain layers stream from the source. An encrypted layer is first received whole into an
 //! encrypted spool, its blob digest and HMAC are checked over the whole ciphertext
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use flate2::read::MultiGzDecoder;
+use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, HashingReader};
 use crate::fetch::{BlobInput, Resuming, Spooled};
@@ -177,6 +180,8 @@ pub(crate) fn spawn(
         rx: Some(rx),
         current: Vec::new(),
         pos: 0,
+        tar: Sha256::new(),
+        received: 0,
         handle,
     }
 }
@@ -187,7 +192,17 @@ pub struct LayerStream {
     rx: Option<Receiver<io::Result<Vec<u8>>>>,
     current: Vec<u8>,
     pos: usize,
-    handle: io::Result<JoinHandle<Result<StreamDigests, FetchError>>>,
+    /// diff_id of the chunks received so far, and their length.
+    tar: Sha256,
+    received: u64,
+    handle: io::Result<JoinHandle<Result<Produced, FetchError>>>,
+}
+
+/// What the decompressing thread found: the blob's digest and length, the tar stream's length.
+struct Produced {
+    blob: Digest,
+    blob_size: u64,
+    tar_size: u64,
 }
 
 impl LayerStream {
@@ -196,7 +211,7 @@ impl LayerStream {
         // Dropping the receiver makes a producer blocked on `send` stop.
         self.rx = None;
         let digest = self.digest;
-        match self.handle {
+        let produced = match self.handle {
             Ok(handle) => handle.join().unwrap_or_else(|_| {
                 Err(FetchError::Decompress {
                     digest,
@@ -204,7 +219,16 @@ impl LayerStream {
                 })
             }),
             Err(source) => Err(FetchError::Decompress { digest, source }),
+        }?;
+        // The unpacker stopped before the end: there is no diff_id of the whole stream.
+        if produced.tar_size != self.received {
+            return Err(FetchError::Stopped { digest });
         }
+        Ok(StreamDigests {
+            blob: produced.blob,
+            blob_size: produced.blob_size,
+            diff_id: Digest::from_bytes(self.tar.finalize().into()),
+        })
     }
 }
 
@@ -214,6 +238,8 @@ impl Read for LayerStream {
             let Some(rx) = &self.rx else { return Ok(0) };
             match rx.recv() {
                 Ok(Ok(chunk)) => {
+                    self.tar.update(&chunk);
+                    self.received += chunk.len() as u64;
                     self.current = chunk;
                     self.pos = 0;
                 }
@@ -233,20 +259,20 @@ fn produce(
     digest: Digest,
     compression: Compression,
     tx: &SyncSender<io::Result<Vec<u8>>>,
-) -> Result<StreamDigests, FetchError> {
+) -> Result<Produced, FetchError> {
     let mut blob = HashingReader::new(input);
-    let result = decompress_into(&mut blob, compression, tx).and_then(|diff_id| {
+    let result = decompress_into(&mut blob, compression, tx).and_then(|tar_size| {
         // Bytes after the compressed stream count for the blob digest too.
         io::copy(&mut blob, &mut io::sink())?;
-        Ok(diff_id)
+        Ok(tar_size)
     });
     match result {
-        Ok(diff_id) => {
+        Ok(tar_size) => {
             let (blob_digest, blob_size) = blob.finish();
-            Ok(StreamDigests {
+            Ok(Produced {
                 blob: blob_digest,
                 blob_size,
-                diff_id,
+                tar_size,
             })
         }
         Err(e) => {
@@ -276,12 +302,12 @@ fn produce(
 }
 
 /// Decompresses `blob` (type sniffed when the media type says plain tar) and sends the tar
-/// stream in chunks; returns its digest.
+/// stream in chunks; returns its length.
 fn decompress_into(
     blob: &mut impl Read,
     compression: Compression,
     tx: &SyncSender<io::Result<Vec<u8>>>,
-) -> io::Result<Digest> {
+) -> io::Result<u64> {
     // `take(n).read_to_end` reads until n bytes or the end of the stream.
     let mut magic = Vec::with_capacity(4);
     blob.by_ref().take(4).read_to_end(&mut magic)?;
@@ -300,12 +326,15 @@ fn decompress_into(
             Box::new(decoder)
         }
     };
-    let mut tar = HashingReader::new(decoded);
+    let mut tar = decoded;
+    let mut sent = 0u64;
     loop {
         let mut chunk = Vec::with_capacity(CHUNK);
-        if tar.by_ref().take(CHUNK as u64).read_to_end(&mut chunk)? == 0 {
+        let n = tar.by_ref().take(CHUNK as u64).read_to_end(&mut chunk)?;
+        if n == 0 {
             break;
         }
+        sent += n as u64;
         if tx.send(Ok(chunk)).is_err() {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -313,5 +342,5 @@ fn decompress_into(
             ));
         }
     }
-    Ok(tar.finish().0)
+    Ok(sent)
 }
