@@ -11,7 +11,6 @@
 //! A 401 on a resource means the session ended: the client attests again, once.
 
 mod client;
-mod jcs;
 mod protocol;
 mod tee_key;
 
@@ -77,7 +76,7 @@ pub enum KbsError {
     #[error("cannot produce {tee} evidence")]
     Evidence {
         /// The TEE.
-        tee: &'static str,
+        tee: kbs_types::Tee,
         /// The cause.
         #[source]
         source: AttesterError,
