@@ -2,6 +2,9 @@
 //! requirements that apply to an image (most specific scope first), and matching a signed
 //! identity against the image reference. Verifying signatures themselves (GPG simple
 //! signing, cosign) builds on this.
+//!
+//! Kept hand-written: no crate implements containers-policy.json(5) (the reference is Go's
+//! containers/image), and `sigstore`'s verification constraints are async and cover only cosign.
 
 use std::collections::BTreeMap;
 

@@ -7,6 +7,10 @@
 //! on host storage, which the host can change at any moment: the root that becomes the
 //! measurement is therefore computed in memory from the leaves as they are pushed (a stack of
 //! O(log n) subtree roots), and the stored tree must end in that same root or the build fails.
+//!
+//! Kept hand-written: `rs_merkle` (whose node rule and hasher this uses)
+//! and `merkle_light`/`ct-merkle` build the whole tree in memory, not level by level from a
+//! spooled leaf file.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};

@@ -22,6 +22,9 @@
 //! Layouts are fixed for x86_64 Linux (LP64), the only platform Occlum and rune support; the
 //! tests check every size, alignment and offset, and `tests/pal_header.rs` checks them against
 //! a C compiler.
+//!
+//! Kept hand-written: `bindgen` would need libclang and Occlum's headers at build time for the
+//! handful of structs and function types below, whose layouts the tests already pin.
 
 #![allow(non_camel_case_types)]
 

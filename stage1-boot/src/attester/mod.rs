@@ -20,7 +20,7 @@ pub use sgx::SgxAttester;
 /// Produces evidence for a TEE.
 pub trait Attester: Send + Sync {
     /// The KBS protocol's name of the TEE (`sample`, `sgx`).
-    fn tee(&self) -> &'static str;
+    fn tee(&self) -> kbs_types::Tee;
 
     /// Evidence binding `report_data` (a hash of at most 64 bytes).
     fn evidence(&self, report_data: &[u8]) -> Result<Value, AttesterError>;

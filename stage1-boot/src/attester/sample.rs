@@ -12,8 +12,8 @@ use super::{Attester, AttesterError};
 pub struct SampleAttester;
 
 impl Attester for SampleAttester {
-    fn tee(&self) -> &'static str {
-        "sample"
+    fn tee(&self) -> kbs_types::Tee {
+        kbs_types::Tee::Sample
     }
 
     /// `{"svn": "1", "report_data": base64(report_data)}`: the report data as given (the

@@ -25,8 +25,8 @@ impl Default for SgxAttester {
 }
 
 impl Attester for SgxAttester {
-    fn tee(&self) -> &'static str {
-        "sgx"
+    fn tee(&self) -> kbs_types::Tee {
+        kbs_types::Tee::Sgx
     }
 
     /// `{"quote": base64(DCAP quote)}`, the report data zero-padded to the 64-byte

@@ -5,6 +5,10 @@
 //! single recipient, moving that recipient's header into the protected header). Key management:
 //! `RSA-OAEP`, `RSA-OAEP-256`, `ECDH-ES+A128KW`, `ECDH-ES+A192KW`, `ECDH-ES+A256KW` (P-256,
 //! P-384, P-521); content encryption: `A128GCM`, `A192GCM`, `A256GCM`.
+//!
+//! Kept hand-written on the RustCrypto primitives: `josekit` needs OpenSSL, `jsonwebtoken` has no
+//! JWE, and `biscuit` implements only AES-GCM key wrap and direct keys, not the ECDH-ES+A*KW and
+//! RSA-OAEP that ocicrypt and trustee use.
 
 //! Used by [`crate::ocicrypt`] (layer keys wrapped for the image owner's keys) and by
 //! [`crate::kbs`] (resource responses sealed to the ephemeral TEE key); [`PrivateKey`] loads the

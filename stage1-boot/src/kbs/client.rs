@@ -11,7 +11,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::Agent;
 use zeroize::Zeroizing;
 
-use super::protocol::{self, AttestResponse, Challenge, HashAlgorithm, Problem};
+use super::protocol::{self, AttestResponse, Challenge, Problem};
 use super::tee_key::TeeKey;
 use super::{KbsError, ResourceUri};
 use crate::attester::{Attester, AttesterKind};
@@ -214,7 +214,7 @@ impl KbsClient {
         let key = TeeKey::generate().ok_or(KbsError::Random)?;
         let url = format!("{}/kbs/v0/auth", self.base);
         let request = protocol::Request {
-            version: protocol::PROTOCOL_VERSION,
+            version: protocol::PROTOCOL_VERSION.into(),
             tee,
             extra_params: json!(""),
         };
@@ -224,7 +224,7 @@ impl KbsClient {
                 url: url.clone(),
                 reason: format!("the challenge is not {{\"nonce\", \"extra-params\"}}: {e}"),
             })?;
-        let hash = HashAlgorithm::from_challenge(&challenge.extra_params).map_err(|reason| {
+        let hash = protocol::selected_hash(&challenge.extra_params).map_err(|reason| {
             KbsError::Protocol {
                 url: url.clone(),
                 reason,
@@ -236,13 +236,20 @@ impl KbsClient {
                 reason: format!("no {} cookie was set", protocol::SESSION_COOKIE),
             });
         };
-        let report_data = protocol::report_data(&challenge.nonce, key.public_jwk(), hash);
+        let report_data =
+            protocol::report_data(&challenge.nonce, key.tee_pubkey(), hash).map_err(|reason| {
+                KbsError::Protocol {
+                    url: url.clone(),
+                    reason,
+                }
+            })?;
         let evidence = self
             .attester
             .evidence(&report_data)
             .map_err(|source| KbsError::Evidence { tee, source })?;
         let attestation = protocol::Attestation {
-            runtime_data: protocol::runtime_data(&challenge.nonce, key.public_jwk()),
+            init_data: None,
+            runtime_data: protocol::runtime_data(&challenge.nonce, key.tee_pubkey()),
             tee_evidence: protocol::CompositeEvidence {
                 primary_evidence: evidence,
                 additional_evidence: String::new(),

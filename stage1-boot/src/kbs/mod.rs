@@ -11,12 +11,23 @@
 //! A 401 on a resource means the session ended: the client attests again, once.
 
 mod client;
-mod jcs;
 mod protocol;
 mod tee_key;
 
 pub use client::{KbsClient, KbsConfig};
 pub use tee_key::TeeKey;
+
+/// Fuzzing entry point (not an API): parses `data` as each KBS answer encc reads before it
+/// holds a session: the RCAR challenge (and the hash it selects), the attestation result and
+/// an RFC 7807 problem.
+#[doc(hidden)]
+pub fn fuzz_kbs_answers(data: &[u8]) {
+    if let Ok(challenge) = serde_json::from_slice::<protocol::Challenge>(data) {
+        let _ = protocol::selected_hash(&challenge.extra_params);
+    }
+    let _ = serde_json::from_slice::<protocol::AttestResponse>(data);
+    let _ = protocol::Problem::describe(data);
+}
 // The URI type lives with the boot-config schema, which holds it typed.
 pub use encc_interface::resource::{ResourceUri, UriError, SCHEME};
 
@@ -77,7 +88,7 @@ pub enum KbsError {
     #[error("cannot produce {tee} evidence")]
     Evidence {
         /// The TEE.
-        tee: &'static str,
+        tee: kbs_types::Tee,
         /// The cause.
         #[source]
         source: AttesterError,

@@ -5,6 +5,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use kbs_types::TeePubKey;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -18,6 +19,8 @@ pub const KEY_ALGORITHM: &str = "ECDH-ES+A256KW";
 pub struct TeeKey {
     private: PrivateKey,
     jwk: Value,
+    /// The same key as `kbs-types` carries it in the runtime data.
+    pubkey: TeePubKey,
 }
 
 impl std::fmt::Debug for TeeKey {
@@ -44,22 +47,29 @@ impl TeeKey {
         let point = secret.public_key().to_encoded_point(false);
         let coordinate =
             |c: Option<&p256::FieldBytes>| c.map(|c| URL_SAFE_NO_PAD.encode(c)).unwrap_or_default();
-        let jwk = json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "alg": KEY_ALGORITHM,
-            "x": coordinate(point.x()),
-            "y": coordinate(point.y()),
-        });
+        let (x, y) = (coordinate(point.x()), coordinate(point.y()));
+        let jwk = json!({"kty": "EC", "crv": "P-256", "alg": KEY_ALGORITHM, "x": x, "y": y});
+        let pubkey = TeePubKey::EC {
+            crv: "P-256".into(),
+            alg: KEY_ALGORITHM.into(),
+            x,
+            y,
+        };
         Self {
             private: PrivateKey::from_p256(secret),
             jwk,
+            pubkey,
         }
     }
 
     /// The public key as the `tee-pubkey` JWK.
     pub fn public_jwk(&self) -> &Value {
         &self.jwk
+    }
+
+    /// The public key as `kbs-types`' `tee-pubkey`.
+    pub fn tee_pubkey(&self) -> &TeePubKey {
+        &self.pubkey
     }
 
     /// Opens a resource response sent to this key.

@@ -1,5 +1,8 @@
 //! A client for the distribution v2 API: manifests, blobs (streamed, resumable with Range),
 //! Bearer token and Basic authentication with credentials from containers/Docker auth files.
+//!
+//! Kept on ureq: `oci-client` (formerly `oci-distribution`) and `dkregistry` are async on
+//! reqwest/tokio, and `docker_credential` covers only the auth files.
 
 use std::io::Read;
 use std::path::PathBuf;

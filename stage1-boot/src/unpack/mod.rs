@@ -14,6 +14,9 @@
 //! - the work is bounded ([`UnpackLimits`]): declared sizes (GNU sparse holes and PAX sizes
 //!   included) against what is left of the image's unpacked-size limit before any data is
 //!   read, header bytes per entry, entries per layer, name and link lengths, xattrs.
+//!
+//! Whiteouts kept hand-written over the `tar` crate: `oci-spec` has only the types, and
+//! `ocidir`/`containers-image-proxy` do not apply layers into a custom builder.
 
 use std::io;
 
