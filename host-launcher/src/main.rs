@@ -113,12 +113,7 @@ fn explain(pal: &Pal, e: PalError, reference: &str) -> anyhow::Error {
         Some(text) if text.contains(reference) => anyhow::anyhow!(text),
         Some(text) => anyhow::anyhow!("cannot start {reference}: {text}"),
         None if !pal.explains_errors() => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let text = encc_pal::error_chain(&e);
             anyhow::anyhow!(
                 "cannot start {reference}: {text}; the PAL gives no reason (it has no \
                  encc_pal_last_error): the enclave's log above has it (more with --log-level info)"

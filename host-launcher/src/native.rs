@@ -70,14 +70,7 @@ pub fn last_error() -> Option<String> {
 
 /// `e` with its causes, one line.
 fn errno_of(e: &EnclaveError) -> i32 {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    fail(e.errno(), text)
+    fail(e.errno(), crate::error_chain(e))
 }
 
 /// What `pal_init` needs, from rune's `enclave.runtime.args` or Occlum's attr + env.

@@ -26,6 +26,7 @@ pub mod enclave;
 pub mod launch;
 pub mod occlum;
 mod platform;
+mod replace;
 pub mod run;
 pub mod seal;
 pub mod stage1;

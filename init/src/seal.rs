@@ -5,7 +5,7 @@
 //! associated data: the host can delete a seal but not move it to another image or alter it
 //! unnoticed.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,8 @@ use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use encc_rootfs::{DataKey, RootHash, KEY_LEN};
 use zeroize::Zeroizing;
+
+use crate::replace::ReplaceError;
 
 const NONCE_LEN: usize = 12;
 const AAD_PREFIX: &[u8] = b"encc seal v1 ";
@@ -81,21 +83,10 @@ pub fn write_seal(
             source,
         }
     };
-    let mut random = [0u8; 6];
-    getrandom::fill(&mut random).map_err(SealError::Random)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.{}.partial", hex::encode(random)));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut file| file.write_all(&[nonce.as_slice(), &sealed].concat()));
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    renamed.map_err(io("write"))
+    crate::replace::replace_file(path, &[nonce.as_slice(), &sealed].concat()).map_err(|e| match e {
+        ReplaceError::Random(e) => SealError::Random(e),
+        ReplaceError::Io(source) => io("write")(source),
+    })
 }
 
 /// Opens the seal at `path` for `manifest`: the image's data key and root hash.

@@ -425,16 +425,7 @@ fn pal_library() -> PathBuf {
 }
 
 /// An error and its causes, one line (the user sees this in `ctr` and the pod status).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use encc_pal::error_chain as chain;
 
 /// The ttrpc status for a task error.
 pub fn rpc_error(e: &TaskError) -> ttrpc::Error {

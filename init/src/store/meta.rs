@@ -6,12 +6,14 @@
 //! inside the enclave: a kept image is found by the manifest digest stage 1 resolved, and
 //! its seal binds that digest.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use encc_stage1::reference::ImageRef;
+
+use crate::replace::ReplaceError;
 
 /// The references kept per image (the most recent ones).
 const MAX_REFERENCES: usize = 8;
@@ -128,24 +130,13 @@ impl Meta {
         };
         // A struct of strings and a number always serializes.
         let bytes = serde_json::to_vec(&json).unwrap_or_default();
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).map_err(MetaError::Random)?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = path.with_file_name(format!(".{name}.{}.partial", hex::encode(random)));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut file| file.write_all(&bytes));
-        let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
-        if renamed.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        renamed.map_err(|source| MetaError::Io {
-            what: "write",
-            path: path.to_owned(),
-            source,
+        crate::replace::replace_file(path, &bytes).map_err(|e| match e {
+            ReplaceError::Random(e) => MetaError::Random(e),
+            ReplaceError::Io(source) => MetaError::Io {
+                what: "write",
+                path: path.to_owned(),
+                source,
+            },
         })
     }
 }
