@@ -10,7 +10,7 @@ mod sample;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -25,6 +25,30 @@ use sample::*;
 const SLOT0: u64 = 4096;
 /// Bytes of one slot: a 4 KiB block and its 16-byte AEAD tag (FORMAT.md).
 const SLOT_SIZE: u64 = 4096 + 16;
+
+/// An image holding `/victim.bin` (written first, so its blocks take the first slots) and
+/// `/ok.txt` ("still fine\n").
+fn victim_image(image: &Path, victim: &[u8]) -> Result<()> {
+    let mut b = RootfsBuilder::create(image, &key(), BuildOptions::default())?;
+    b.add_file(&path("/victim.bin")?, meta(0o644, 0, 0), &mut &victim[..])?;
+    b.add_file(
+        &path("/ok.txt")?,
+        meta(0o644, 0, 0),
+        &mut &b"still fine\n"[..],
+    )?;
+    b.finish()?;
+    Ok(())
+}
+
+/// Flips the bits `mask` of the byte at `at` of `image`, as a host would, and syncs it.
+fn flip_byte(image: &Path, at: u64, mask: u8) -> Result<()> {
+    let f = OpenOptions::new().read(true).write(true).open(image)?;
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, at)?;
+    f.write_all_at(&[byte[0] ^ mask], at)?;
+    f.sync_all()?;
+    Ok(())
+}
 
 #[test]
 fn mounted_image_shows_the_tree() -> Result<()> {
@@ -162,26 +186,9 @@ fn tampered_block_reads_as_eio() -> Result<()> {
     let work = tempfile::tempdir()?;
     let image = work.path().join("rootfs.img");
     let victim = pseudo_random(3 * 4096, 99);
-    let mut b = RootfsBuilder::create(&image, &key(), BuildOptions::default())?;
-    // The first file written takes slots 0, 1 and 2.
-    b.add_file(
-        &path("/victim.bin")?,
-        meta(0o644, 0, 0),
-        &mut victim.as_slice(),
-    )?;
-    b.add_file(
-        &path("/ok.txt")?,
-        meta(0o644, 0, 0),
-        &mut &b"still fine\n"[..],
-    )?;
-    b.finish()?;
-    let mut f = OpenOptions::new().read(true).write(true).open(&image)?;
-    let at = SLOT0 + 100;
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, at)?;
-    f.write_all_at(&[byte[0] ^ 0x40], at)?;
-    f.flush()?;
-    drop(f);
+    // The victim takes slots 0, 1 and 2.
+    victim_image(&image, &victim)?;
+    flip_byte(&image, SLOT0 + 100, 0x40)?;
 
     let mounted = Mounted::new(&image)?;
     let mnt = mounted.path().to_owned();
@@ -227,19 +234,8 @@ fn block_flipped_while_mounted_reads_as_eio() -> Result<()> {
     let work = tempfile::tempdir()?;
     let image = work.path().join("rootfs.img");
     let victim = pseudo_random(64 * 4096, 7);
-    let mut b = RootfsBuilder::create(&image, &key(), BuildOptions::default())?;
-    // The first file written takes slots 0 to 63.
-    b.add_file(
-        &path("/victim.bin")?,
-        meta(0o644, 0, 0),
-        &mut victim.as_slice(),
-    )?;
-    b.add_file(
-        &path("/ok.txt")?,
-        meta(0o644, 0, 0),
-        &mut &b"still fine\n"[..],
-    )?;
-    b.finish()?;
+    // The victim takes slots 0 to 63.
+    victim_image(&image, &victim)?;
 
     let mounted = Mounted::new(&image)?;
     let mnt = mounted.path().to_owned();
@@ -251,13 +247,7 @@ fn block_flipped_while_mounted_reads_as_eio() -> Result<()> {
     File::open(mnt.join("victim.bin"))?.read_exact_at(&mut head, 0)?;
     ensure!(head == victim[..4096], "the victim's first block");
     // The last block of the victim (slot 63), flipped on host storage while mounted.
-    let at = SLOT0 + 63 * SLOT_SIZE + 100;
-    let f = OpenOptions::new().read(true).write(true).open(&image)?;
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, at)?;
-    f.write_all_at(&[byte[0] ^ 0x01], at)?;
-    f.sync_all()?;
-    drop(f);
+    flip_byte(&image, SLOT0 + 63 * SLOT_SIZE + 100, 0x01)?;
 
     let file = File::open(mnt.join("victim.bin"))?;
     let mut last = vec![0u8; 4096];
