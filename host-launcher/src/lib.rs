@@ -18,15 +18,4 @@ pub mod native;
 
 pub use loader::{Pal, PalError, StdioFds, WaitStatus};
 
-/// An error and its causes on one line, `: `-separated (what a user sees: `encc-launch`'s
-/// last line, `encc_pal_last_error`, `ctr`'s error and the pod's status).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use encc_interface::error_chain;

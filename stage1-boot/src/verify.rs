@@ -2,6 +2,8 @@
 
 use base64::Engine as _;
 
+use encc_interface::error_chain;
+
 use crate::cosign;
 use crate::gpg;
 use crate::lookaside::{self, RegistriesD};
@@ -52,7 +54,10 @@ pub fn check_policy(
                 let mut keyring = Vec::new();
                 for path in key_path.iter().chain(key_paths.iter().flatten()) {
                     let bytes = resources.read(path).map_err(|e| {
-                        reject(format!("cannot read signedBy key {path}: {}", chain(&e)))
+                        reject(format!(
+                            "cannot read signedBy key {path}: {}",
+                            error_chain(&e)
+                        ))
                     })?;
                     keyring.extend_from_slice(&bytes);
                 }
@@ -96,7 +101,7 @@ pub fn check_policy(
                 let pem = match (key_path, key_data) {
                     (Some(path), _) => resources
                         .read(path)
-                        .map_err(|e| chain(&e))
+                        .map_err(|e| error_chain(&e))
                         .and_then(|b| {
                             String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8 PEM".to_owned())
                         })
@@ -124,18 +129,6 @@ pub fn check_policy(
         }
     }
     Ok(())
-}
-
-/// An error and its causes on one line, for a rejection reason.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 /// Accepts if one signature verifies with the keyring, signs `digest` and claims an

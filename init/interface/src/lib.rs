@@ -19,3 +19,16 @@ pub mod names;
 pub mod protocol;
 pub mod resource;
 mod sys;
+
+/// An error and its causes on one line, `: `-separated (what a user sees: `encc-launch`'s
+/// last line, `encc_pal_last_error`, `ctr`'s error, a pod's status, a policy rejection).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

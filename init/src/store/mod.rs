@@ -27,6 +27,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
+use encc_interface::error_chain;
 use encc_rootfs::{DataKey, OpenError, RootHash, RootfsReader};
 use encc_stage1::digest::Digest;
 use encc_stage1::reference::ImageRef;
@@ -428,18 +429,6 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
         }),
         _ => Ok(()),
     }
-}
-
-/// An error with its causes, as `{:#}` of anyhow prints them.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
