@@ -86,7 +86,10 @@ impl Env {
             .args(flags)
             .arg(image)
             .arg(script)
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // The launcher's instance directory goes here: a starter a test kills with
+            // SIGKILL cannot remove it itself.
+            .env("TMPDIR", self.dir.path());
         cmd
     }
 
