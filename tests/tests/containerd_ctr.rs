@@ -232,6 +232,63 @@ fn ctr_run_shows_the_images_output_and_its_exit_codes() {
     n.assert_clean("env");
 }
 
+/// busybox's own config has no Entrypoint and Cmd ["sh"]: the OCI args are the whole argv,
+/// program included (they were once read as a new Cmd after the program, so `sh -c SCRIPT`
+/// ran the program `-c`).
+#[test]
+fn without_an_entrypoint_the_oci_args_are_the_whole_argv() {
+    let Some(n) = node() else { return };
+    let image = format!("docker://{}/test/busybox-noentry:latest", n.e.registry);
+    let out = n
+        .run(
+            &n.open(),
+            &image,
+            &[],
+            "noentry-sh",
+            &["sh", "-c", "echo from $0; exit 4"],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(4), "from sh\n"),
+        "{stderr}"
+    );
+    n.assert_clean("noentry-sh");
+    // Another program of the image replaces the whole Cmd, as `docker run IMAGE ls` does.
+    let out = n
+        .run(
+            &n.open(),
+            &image,
+            &[],
+            "noentry-cat",
+            &["cat", "/data/marker.txt"],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("image-file-marker-5c1e"),
+        "{stdout}{stderr}"
+    );
+    n.assert_clean("noentry-cat");
+    // Under a boot config without allow_host_args both are refused, with the arguments.
+    let strict = boot_config(&n.e, "strict-noentry.json", "");
+    let out = n
+        .run(&strict, &image, &[], "noentry-strict", &["sh", "-c", "id"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success() && stdout.is_empty(), "ran: {stdout}");
+    assert!(
+        stderr.contains(r#"["-c", "id"]"#) && stderr.contains("allow_host_args"),
+        "{stderr}"
+    );
+    n.assert_clean("noentry-strict");
+}
+
 #[test]
 fn ctr_task_ls_kill_and_exec_on_a_running_container() {
     let Some(n) = node() else { return };
@@ -301,8 +358,16 @@ fn ctr_shows_the_users_errors() {
     );
     let strict = boot_config(&n.e, "strict.json", "");
     let missing = format!("docker://{}/test/no-such-image:latest", n.e.registry);
-    let cases: [(&Path, &str, &[&str], &str); 3] = [
+    let cases: [(&Path, &str, &[&str], &str); 4] = [
         (&reject, &image, &[], "rejected by policy"),
+        // An argv naming another program than the image's Entrypoint: refused even where
+        // host arguments are allowed (they replace Cmd, never the Entrypoint).
+        (
+            &n.open(),
+            &image,
+            &["/bin/cat", "/etc/passwd"],
+            "never the Entrypoint",
+        ),
         (&n.open(), &missing, &[], "test/no-such-image"),
         (
             &strict,

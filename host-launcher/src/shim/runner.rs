@@ -226,13 +226,13 @@ fn start(
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
     };
-    // argv[0] of the OCI args is the program as the image names it; the PAL starts only the
-    // entry program, so argv[0] is that path and the rest are compared with the image's.
-    let mut full = vec![entry.to_owned()];
-    full.extend(argv.iter().skip(1).cloned());
-    if argv.is_empty() {
-        full.truncate(1);
-    }
+    // The PAL starts only the entry program; the OCI args go as they are, argv[0] included
+    // (it tells the image's own program from another one the spec names), and the enclave
+    // compares them with the image's.
+    let full = match argv.is_empty() {
+        true => vec![entry.to_owned()],
+        false => argv.to_vec(),
+    };
     let result = pal.create_process(entry, &full, env, Some(stdio));
     drop((stdin, stdout, stderr));
     result.map_err(|e| {

@@ -32,6 +32,17 @@ pub enum ArgvError {
     /// Host arguments that differ from the image's, but `allow_host_args` is false.
     #[error("host arguments {0:?} are refused: the boot config does not set allow_host_args")]
     HostArgs(Vec<String>),
+    /// A host argv naming another program than the image's Entrypoint.
+    #[error(
+        "host argv {argv:?} would replace the image's Entrypoint {entrypoint:?}: the host may \
+         replace Cmd (with allow_host_args), never the Entrypoint"
+    )]
+    Entrypoint {
+        /// The host's argv.
+        argv: Vec<String>,
+        /// The image's Entrypoint.
+        entrypoint: Vec<String>,
+    },
     /// Neither Entrypoint nor Cmd nor host args.
     #[error("the image has no Entrypoint or Cmd and no arguments were given")]
     NoCommand,
@@ -39,16 +50,20 @@ pub enum ArgvError {
 
 /// The argv the container process runs with.
 ///
-/// `host_argv` is the full argv the host passed (`argv[0]` included; `argv[0]` is only a name:
-/// the program is fixed by the entry-point check). rune and containerd pass the OCI
-/// process's args, normally the image's own `Entrypoint + Cmd`; `encc-launch` and `init`
-/// pass `[program, ARGS...]`. The rule:
-/// - no arguments after `argv[0]`, or the same arguments as the image's own argv: the image's
-///   `Entrypoint + Cmd` (not an override, accepted without `allow_host_args`);
-/// - anything else is an override and needs `allow_host_args`. The process then runs
-///   `Entrypoint + tail`, where `tail` is the host's arguments without a leading copy of
-///   `Entrypoint[1..]` (a full OCI argv `Entrypoint + new Cmd`), else all of them (they
-///   replace `Cmd`, as with `docker run IMAGE ARGS`).
+/// `host_argv` is the full argv the host passed, `argv[0]` included, as the PAL ABI carries
+/// it: rune and containerd pass the OCI process's args (normally the image's own
+/// `Entrypoint + Cmd`), `encc-launch` and `init` pass `[entry program, ARGS...]`. The rule:
+/// - an `argv[0]` that names the image's program (the image's `argv[0]`, or [`EXEC_PATH`],
+///   the only entry point on Occlum) with no further arguments or the image's own: the
+///   image's `Entrypoint + Cmd` (not an override, accepted without `allow_host_args`);
+/// - any other arguments after it are an override and need `allow_host_args`. The process
+///   runs the image's program with them: `Entrypoint + tail`, where `tail` is the arguments
+///   without a leading copy of `Entrypoint[1..]` (a full OCI argv `Entrypoint + new Cmd`),
+///   else all of them (they replace `Cmd`, as with `docker run IMAGE ARGS`); without an
+///   `Entrypoint`, `Cmd[0]` followed by all of them;
+/// - an `argv[0]` that names another program is a full argv of the host's own: for an image
+///   without an `Entrypoint` it replaces the whole `Cmd` (an override, run as given); an
+///   image's `Entrypoint` is never replaced (an OCI `command` that would is refused).
 pub fn compose_argv(
     entrypoint: &[String],
     cmd: &[String],
@@ -56,17 +71,42 @@ pub fn compose_argv(
     allow_host_args: bool,
 ) -> Result<Vec<String>, ArgvError> {
     let image: Vec<String> = entrypoint.iter().chain(cmd).cloned().collect();
+    let program = image.first();
+    let names_image_program = match host_argv.first() {
+        None => true,
+        Some(name) => Some(name) == program || name == EXEC_PATH,
+    };
     let args = host_argv.get(1..).unwrap_or_default();
-    let argv = if args.is_empty() || Some(args) == image.get(1..) {
-        image
-    } else if !allow_host_args {
-        return Err(ArgvError::HostArgs(args.to_vec()));
-    } else {
-        let tail = match entrypoint.get(1..) {
-            Some(rest) if !rest.is_empty() && args.starts_with(rest) => &args[rest.len()..],
-            _ => args,
+    if names_image_program && (args.is_empty() || Some(args) == image.get(1..)) {
+        return match image.is_empty() {
+            true => Err(ArgvError::NoCommand),
+            false => Ok(image),
         };
-        entrypoint.iter().chain(tail).cloned().collect()
+    }
+    if !names_image_program && !entrypoint.is_empty() {
+        return Err(ArgvError::Entrypoint {
+            argv: host_argv.to_vec(),
+            entrypoint: entrypoint.to_vec(),
+        });
+    }
+    if !allow_host_args {
+        return Err(ArgvError::HostArgs(match names_image_program {
+            true => args.to_vec(),
+            false => host_argv.to_vec(),
+        }));
+    }
+    if !names_image_program {
+        return Ok(host_argv.to_vec());
+    }
+    let argv: Vec<String> = match entrypoint.split_first() {
+        Some((_, rest)) => {
+            let tail = match args.strip_prefix(rest) {
+                Some(tail) if !rest.is_empty() => tail,
+                _ => args,
+            };
+            entrypoint.iter().chain(tail).cloned().collect()
+        }
+        None => program.into_iter().chain(args).cloned().collect(),
     };
     match argv.is_empty() {
         true => Err(ArgvError::NoCommand),

@@ -56,20 +56,54 @@ fn allowed_overrides_replace_cmd_or_carry_the_full_oci_argv() {
         busybox(&["/bin/sh", "-c", "echo other"], true),
         Ok(s(&["/bin/sh", "-c", "echo other"]))
     );
-    // Without an Entrypoint the arguments replace Cmd entirely, as docker does.
+    // An argv[0] naming another program would replace the Entrypoint (an OCI `command`):
+    // never allowed.
+    for allow in [false, true] {
+        assert_eq!(
+            busybox(&["/bin/cat", "/etc/passwd"], allow),
+            Err(ArgvError::Entrypoint {
+                argv: s(&["/bin/cat", "/etc/passwd"]),
+                entrypoint: s(&["/bin/sh", "-c"]),
+            })
+        );
+    }
     assert_eq!(
-        compose_argv(
-            &[],
-            &s(&["/bin/true"]),
-            &s(&["/bin/true", "ls", "-l"]),
-            true
-        ),
-        Ok(s(&["ls", "-l"]))
-    );
-    assert_eq!(
-        compose_argv(&[], &[], &s(&["/x"]), true),
+        compose_argv(&[], &[], &s(&[EXEC_PATH]), true),
         Err(ArgvError::NoCommand)
     );
+}
+
+/// An image with no Entrypoint, Cmd ["sh"] (busybox's own config).
+fn bare(host: &[&str], allow: bool) -> Result<Vec<String>, ArgvError> {
+    compose_argv(&[], &s(&["sh"]), &s(host), allow)
+}
+
+#[test]
+fn without_an_entrypoint_a_full_oci_argv_runs_as_given() {
+    // containerd's args for `command: [sh, -c, x]`: the program keeps its arguments (they
+    // were once read as a new Cmd, so `-c x` ran as the program `-c`).
+    assert_eq!(
+        bare(&["sh", "-c", "echo x"], true),
+        Ok(s(&["sh", "-c", "echo x"]))
+    );
+    // `args: [ls, -l]`: the OCI argv is the new Cmd, program included.
+    assert_eq!(bare(&["ls", "-l"], true), Ok(s(&["ls", "-l"])));
+    assert_eq!(bare(&["ls"], true), Ok(s(&["ls"])));
+    // The image's own argv, from containerd or from encc-launch without ARGS.
+    assert_eq!(bare(&["sh"], false), Ok(s(&["sh"])));
+    assert_eq!(bare(&[EXEC_PATH], false), Ok(s(&["sh"])));
+    // encc-launch's `[entry program, ARGS...]`, and Occlum's `[encc-exec, ARGS...]`: the
+    // ARGS follow the image's program.
+    assert_eq!(
+        bare(&[EXEC_PATH, "-c", "echo y"], true),
+        Ok(s(&["sh", "-c", "echo y"]))
+    );
+    // Every one of them is an override.
+    assert_eq!(
+        bare(&["sh", "-c", "echo x"], false),
+        Err(ArgvError::HostArgs(s(&["-c", "echo x"])))
+    );
+    assert_eq!(bare(&["ls"], false), Err(ArgvError::HostArgs(s(&["ls"]))));
 }
 
 #[test]
