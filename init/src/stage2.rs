@@ -11,7 +11,7 @@ use encc_stage1::manifest::{ImageConfig, RunConfig};
 use encc_stage1::pull::attachment;
 use zeroize::Zeroizing;
 
-use crate::config::{BootConfig, DEFAULT_TMP_SIZE};
+use crate::config::{is_host_name, BootConfig, DEFAULT_TMP_SIZE};
 use encc_interface::protocol::RootHash;
 
 /// What is running inside the enclave once it is ready.
@@ -41,11 +41,14 @@ pub(crate) fn image_run_config(reader: &RootfsReader) -> Result<RunConfig, anyho
 /// Prepares the container root for an opened image.
 pub(crate) fn prepare(
     reader: RootfsReader,
-    config: BootConfig,
+    mut config: BootConfig,
     pulled: Option<PathBuf>,
 ) -> Result<Running, anyhow::Error> {
     let image = image_run_config(&reader)?;
     let root_hash = RootHash(reader.root_hash().0);
+    if config.allow_host_hostname {
+        config.hostname = host_hostname()?;
+    }
     nix::unistd::sethostname(&config.hostname)?;
     if config.net_namespace {
         // After the pull: the container gets a network namespace with only `lo`.
@@ -69,6 +72,19 @@ pub(crate) fn prepare(
         pulled,
         in_use: None,
     })
+}
+
+/// The hostname of the UTS namespace the enclave started in (its own is a copy): a pod's,
+/// set by the host, so it is checked like the boot config's before it reaches `/etc/hosts`.
+fn host_hostname() -> Result<String, anyhow::Error> {
+    let name = nix::unistd::gethostname()?;
+    let name = name.to_string_lossy();
+    anyhow::ensure!(
+        is_host_name(&name),
+        "the host's hostname {name:?} is not a host name (1 to 64 letters, digits, '-' and \
+         '.'), refused under allow_host_hostname"
+    );
+    Ok(name.into_owned())
 }
 
 pub(crate) fn open_pulled(

@@ -267,8 +267,8 @@ fn a_runc_container_has_its_pods_network_and_hostname() {
 }
 
 /// The encc handler: the image's own command and its output in the CRI log, exit codes,
-/// the pod's env through the boot config's allowlist, two containers of one pod running at
-/// once (one enclave each).
+/// the pod's env through the boot config's allowlist, an image without an Entrypoint run with
+/// the pod's `args`, three containers of one pod (one enclave each).
 #[test]
 fn an_encc_pod_runs_busybox_with_its_output_in_the_cri_log_and_its_exit_codes() {
     let Some(node) = node() else { return };
@@ -280,8 +280,15 @@ fn an_encc_pod_runs_busybox_with_its_output_in_the_cri_log_and_its_exit_codes() 
         ("CRI_VISIBLE".into(), "yes".into()),
         ("CRI_HIDDEN".into(), "leaked".into()),
     ];
+    // A pod's `args` on an image without an Entrypoint (Cmd ["sh"]): containerd's
+    // process.args are the whole argv, program included.
+    let mut noentry = Container::new(
+        "noentry",
+        &format!("{}/test/busybox-noentry:latest", node.registry),
+    );
+    noentry.args = vec!["sh".into(), "-c".into(), "echo noentry $0; exit 5".into()];
     let pod = node.pod("encc-busybox");
-    let done = run_pod(&node, &mut cri, "encc", &pod, &[own, exit3]);
+    let done = run_pod(&node, &mut cri, "encc", &pod, &[own, exit3, noentry]);
     assert_eq!(
         (done[0].status.exit_code, done[0].stdout.clone()),
         (0, vec!["hello from busybox".to_owned()]),
@@ -295,6 +302,12 @@ fn an_encc_pod_runs_busybox_with_its_output_in_the_cri_log_and_its_exit_codes() 
         done[1].status.raw
     );
     assert_eq!(done[1].status.reason, "Error");
+    assert_eq!(
+        (done[2].status.exit_code, done[2].stdout.clone()),
+        (5, vec!["noentry sh".to_owned()]),
+        "{}",
+        done[2].status.raw
+    );
 }
 
 /// Two containers of one encc pod run at the same time, each in its own enclave, and

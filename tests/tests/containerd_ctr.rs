@@ -5,12 +5,14 @@
 //! output on ctr's stdout, exact exit codes (0, 3, 137 for SIGKILL, 143 for SIGTERM), the
 //! task in `ctr task ls` while it runs, exec refused, and the user's errors (policy
 //! rejection, failed pull, refused override) in ctr's error. After each run nothing is left
-//! mounted, running or in the store.
+//! mounted, running or in the store. A container that joins a pod's UTS namespace gets the
+//! pod's hostname only under `allow_host_hostname`, and only when it is a host name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -397,4 +399,104 @@ fn ctr_shows_the_users_errors() {
     let out = cmd.output().unwrap();
     assert!(text(&out).1.contains("io.encc.image"), "{}", text(&out).1);
     n.assert_clean("unnamed");
+}
+
+/// A process holding a new UTS namespace with hostname `name`, as a pod's sandbox holds one.
+struct UtsHolder(Child);
+
+impl UtsHolder {
+    fn start(name: &str) -> Self {
+        let name = name.to_owned();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("600");
+        // SAFETY: unshare and sethostname are async-signal-safe system calls; nothing is
+        // allocated between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS)?;
+                nix::unistd::sethostname(&name)?;
+                Ok(())
+            });
+        }
+        Self(cmd.spawn().unwrap())
+    }
+
+    /// `ctr run`'s flag that joins the namespace.
+    fn with_ns(&self) -> String {
+        format!("uts:/proc/{}/ns/uts", self.0.id())
+    }
+}
+
+impl Drop for UtsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pod's hostname (the UTS namespace the container joins) reaches the container, its
+/// `/etc/hostname`, `/etc/hosts` and `HOSTNAME`, only under `allow_host_hostname`; a hostile
+/// one that would add a line to `/etc/hosts` is refused with the reason.
+#[test]
+fn the_pods_hostname_only_under_allow_host_hostname_and_only_a_host_name() {
+    let Some(n) = node() else { return };
+    let image = n.image();
+    let pod = UtsHolder::start("pod-7f3a");
+    let with_pod = ["--with-ns".to_owned(), pod.with_ns()];
+    let with_pod: Vec<&str> = with_pod.iter().map(String::as_str).collect();
+    let script =
+        "hostname; cat /etc/hostname; echo $HOSTNAME; grep -c '^127.0.1.1.pod-7f3a$' /etc/hosts";
+    let host_names = boot_config(
+        &n.e,
+        "host-hostname.json",
+        r#", "allow_host_args": true, "allow_host_hostname": true"#,
+    );
+    let out = n
+        .run(
+            &host_names,
+            &image,
+            &with_pod,
+            "pod-name",
+            &["/bin/sh", "-c", script],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        (out.status.code(), stdout.as_str()),
+        (Some(0), "pod-7f3a\npod-7f3a\npod-7f3a\n1\n"),
+        "{stderr}"
+    );
+    n.assert_clean("pod-name");
+
+    // Without the field the boot config's hostname rules, whatever the host set.
+    let out = n
+        .run(
+            &n.open(),
+            &image,
+            &with_pod,
+            "boot-name",
+            &["/bin/sh", "-c", "hostname; echo $HOSTNAME"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).0, "encc\nencc\n", "{}", text(&out).1);
+    n.assert_clean("boot-name");
+
+    // The host names the pod so that /etc/hosts would gain a line of its choosing.
+    let hostile = UtsHolder::start("x\n10.9.9.9 registry.example");
+    let with_hostile = ["--with-ns".to_owned(), hostile.with_ns()];
+    let with_hostile: Vec<&str> = with_hostile.iter().map(String::as_str).collect();
+    let out = n
+        .run(&host_names, &image, &with_hostile, "hostile-name", &[])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success() && stdout.is_empty(), "ran: {stdout}");
+    assert!(
+        stderr.contains(r#""x\n10.9.9.9 registry.example" is not a host name"#)
+            && stderr.contains("allow_host_hostname"),
+        "{stderr}"
+    );
+    n.assert_clean("hostile-name");
 }

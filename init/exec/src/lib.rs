@@ -54,7 +54,7 @@ pub enum ArgvError {
 /// it: rune and containerd pass the OCI process's args (normally the image's own
 /// `Entrypoint + Cmd`), `encc-launch` and `init` pass `[entry program, ARGS...]`. The rule:
 /// - an `argv[0]` that names the image's program (the image's `argv[0]`, or [`EXEC_PATH`],
-///   the only entry point on Occlum) with no further arguments or the image's own: the
+///   the only entry point on Occlum, or its base name, which `occlum run` passes) with no further arguments or the image's own: the
 ///   image's `Entrypoint + Cmd` (not an override, accepted without `allow_host_args`);
 /// - any other arguments after it are an override and need `allow_host_args`. The process
 ///   runs the image's program with them: `Entrypoint + tail`, where `tail` is the arguments
@@ -74,7 +74,7 @@ pub fn compose_argv(
     let program = image.first();
     let names_image_program = match host_argv.first() {
         None => true,
-        Some(name) => Some(name) == program || name == EXEC_PATH,
+        Some(name) => Some(name) == program || names_exec(name),
     };
     let args = host_argv.get(1..).unwrap_or_default();
     if names_image_program && (args.is_empty() || Some(args) == image.get(1..)) {
@@ -112,6 +112,15 @@ pub fn compose_argv(
         true => Err(ArgvError::NoCommand),
         false => Ok(argv),
     }
+}
+
+/// Whether `name` is encc-exec's path or its base name (`occlum run` passes the program's
+/// base name as `argv[0]`).
+fn names_exec(name: &str) -> bool {
+    name == EXEC_PATH
+        || EXEC_PATH
+            .rsplit_once('/')
+            .is_some_and(|(_, base)| name == base)
 }
 
 /// The name part of a `NAME=value` entry.

@@ -92,6 +92,7 @@ fn without_an_entrypoint_a_full_oci_argv_runs_as_given() {
     // The image's own argv, from containerd or from encc-launch without ARGS.
     assert_eq!(bare(&["sh"], false), Ok(s(&["sh"])));
     assert_eq!(bare(&[EXEC_PATH], false), Ok(s(&["sh"])));
+    assert_eq!(bare(&["exec"], false), Ok(s(&["sh"])));
     // encc-launch's `[entry program, ARGS...]`, and Occlum's `[encc-exec, ARGS...]`: the
     // ARGS follow the image's program.
     assert_eq!(

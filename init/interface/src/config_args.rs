@@ -114,6 +114,10 @@ pub struct BootConfigArgs {
     /// Container hostname.
     #[arg(long, default_value = "encc")]
     pub hostname: String,
+    /// Let the container take the hostname of the UTS namespace encc starts in (a pod's)
+    /// instead of --hostname.
+    #[arg(long = "allow-host-hostname")]
+    pub allow_host_hostname: bool,
     /// Size of the in-memory writable layer, in MiB.
     #[arg(long = "tmpfs-size-mib", default_value_t = DEFAULT_TMPFS_SIZE >> 20)]
     pub tmpfs_size_mib: u64,
@@ -174,6 +178,7 @@ impl BootConfigArgs {
             env: self.env.clone(),
             tmpfs_size: self.tmpfs_size_mib << 20,
             hostname: self.hostname.clone(),
+            allow_host_hostname: self.allow_host_hostname,
             log_level: self.log_level,
             seal_key_file: self.seal_key_file.clone(),
             store_max_bytes: self.store_max_bytes,

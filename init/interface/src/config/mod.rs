@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::resource::{Location, ResourceUri};
 
-pub use validate::{steers_init, valid_env_name};
+pub use validate::{is_host_name, steers_init, valid_env_name};
 
 /// Default size of the tmpfs holding the container's writable layer.
 pub const DEFAULT_TMPFS_SIZE: u64 = 256 << 20;
@@ -63,6 +63,9 @@ pub struct BootConfig {
     pub tmpfs_size: u64,
     /// Container hostname.
     pub hostname: String,
+    /// Whether the container takes the hostname of the UTS namespace the enclave starts in
+    /// (a pod's, set by the host) instead of `hostname`; it must still be a host name.
+    pub allow_host_hostname: bool,
     /// Extra `/etc/hosts` lines.
     pub hosts: Vec<String>,
     /// Name servers for `/etc/resolv.conf` (none: the image's file is kept).
@@ -217,6 +220,7 @@ impl BootConfig {
             env: Vec::new(),
             tmpfs_size: DEFAULT_TMPFS_SIZE,
             hostname: schema::DEFAULT_HOSTNAME.into(),
+            allow_host_hostname: false,
             hosts: Vec::new(),
             dns: Vec::new(),
             net_namespace: false,

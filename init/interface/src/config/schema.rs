@@ -46,6 +46,8 @@ pub(super) struct BootConfigJson {
     tmpfs_size: u64,
     #[serde(default = "default_hostname")]
     hostname: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    allow_host_hostname: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -160,6 +162,7 @@ impl BootConfigJson {
             env: self.env,
             tmpfs_size: self.tmpfs_size,
             hostname: self.hostname,
+            allow_host_hostname: self.allow_host_hostname,
             hosts: self.hosts,
             dns: self.dns,
             net_namespace: self.net_namespace,
@@ -201,6 +204,7 @@ impl From<BootConfig> for BootConfigJson {
             env: c.env,
             tmpfs_size: c.tmpfs_size,
             hostname: c.hostname,
+            allow_host_hostname: c.allow_host_hostname,
             hosts: c.hosts,
             dns: c.dns,
             net_namespace: c.net_namespace,

@@ -10,9 +10,34 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.hostname, "encc");
     assert_eq!(c.tmpfs_size, DEFAULT_TMPFS_SIZE);
     assert!(!c.allow_host_args);
+    assert!(!c.allow_host_hostname);
     assert!(c.env_allowlist.is_empty());
     let again = BootConfig::parse(c.to_json().as_bytes(), "t").unwrap();
     assert_eq!(again, c);
+}
+
+#[test]
+fn allow_host_hostname_round_trips_and_host_names_are_checked() {
+    let c = BootConfig::parse(
+        br#"{"store": "/s", "insecure_policy": true, "allow_host_hostname": true}"#,
+        "t",
+    )
+    .unwrap();
+    assert!(c.allow_host_hostname);
+    assert_eq!(BootConfig::parse(c.to_json().as_bytes(), "t").unwrap(), c);
+    for good in ["pod-7f3a", "a.b-c", &"x".repeat(64)] {
+        assert!(is_host_name(good), "{good:?}");
+    }
+    for bad in [
+        "",
+        "a b",
+        "x\n10.0.0.1 registry",
+        "a\tb",
+        "a/b",
+        &"x".repeat(65),
+    ] {
+        assert!(!is_host_name(bad), "{bad:?}");
+    }
 }
 
 #[test]

@@ -43,13 +43,7 @@ pub(super) fn check(config: &BootConfig, name: &str) -> Result<(), ConfigError> 
             format!("{} bytes is below 1 MiB", config.tmpfs_size),
         ));
     }
-    let hostname_ok = !config.hostname.is_empty()
-        && config.hostname.len() <= 64
-        && config
-            .hostname
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !hostname_ok {
+    if !is_host_name(&config.hostname) {
         return Err(field(
             "hostname",
             format!("{:?} is not a host name", config.hostname),
@@ -122,4 +116,14 @@ pub fn steers_init(name: &str) -> bool {
     ) || upper.ends_with("_PROXY")
         || upper.starts_with("RUST_LOG")
         || (name.starts_with("ENCC_") && name != IMAGE_ENV)
+}
+
+/// A name `/etc/hostname` and `/etc/hosts` may hold: 1 to 64 letters, digits, `-` and `.`
+/// (the kernel's limit; nothing that could end a line or start another field).
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
