@@ -165,6 +165,33 @@ pub fn start_spooled(
     spawn(Box::new(input), descriptor.digest, compression, index)
 }
 
+/// Like [`start`], over a blob held in memory (its digest computed here): the layer
+/// pipeline without a source, for [`crate::pull::apply_layer_blob`].
+pub fn start_in_memory(blob: Vec<u8>, compression: Compression) -> LayerStream {
+    let digest = Digest::of(&blob);
+    spawn(
+        Box::new(InMemory(io::Cursor::new(blob))),
+        digest,
+        compression,
+        0,
+    )
+}
+
+/// A blob held in memory: it never fails but as its decompressor does.
+struct InMemory(io::Cursor<Vec<u8>>);
+
+impl Read for InMemory {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl BlobInput for InMemory {
+    fn take_failure(&mut self) -> Option<FetchError> {
+        None
+    }
+}
+
 pub(crate) fn spawn(
     input: Box<dyn BlobInput>,
     digest: Digest,

@@ -73,6 +73,16 @@ impl containerd_shim::Shim for Shim {
             .ok()
             .and_then(|b| b.sandbox_id().map(str::to_owned))
             .unwrap_or_else(|| opts.id.clone());
+        // A container of a pod whose shim runs: its address, and no process started (as
+        // runc-v2 does). containerd-shim's `spawn` would start a shim that finds the socket
+        // taken and exits; under load that path was seen to keep `start` from returning
+        // until containerd killed it (StartContainer: "start failed: signal: killed").
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        let socket = address.trim_start_matches("unix://");
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            containerd_shim::synchronous::util::write_address(&address)?;
+            return Ok(address);
+        }
         let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
         containerd_shim::synchronous::util::write_address(&address)?;
         Ok(address)

@@ -38,7 +38,7 @@ pub enum Request {
     CreateProcess {
         /// Program path; must be the image's entry program.
         path: String,
-        /// argv (argv[0] ignored; the rest are host args).
+        /// The host's full argv (`argv[0]` names the program: see `encc_exec::compose_argv`).
         argv: Vec<String>,
         /// Host environment (filtered by the boot config's allowlist).
         env: Vec<String>,

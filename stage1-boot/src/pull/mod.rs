@@ -22,6 +22,23 @@ mod image;
 mod resolve;
 mod types;
 
+/// One layer blob, held in memory, through the whole plain-layer pipeline of a pull:
+/// decompression (sniffed as a pull sniffs it when `compression` is `None`), diff_id, tar,
+/// whiteouts and `builder` (inside a layer transaction the caller opened), then the digests.
+/// The fuzz target `layer_stream` drives it; a pull goes through [`pull`].
+pub fn apply_layer_blob(
+    builder: &mut encc_rootfs::RootfsBuilder,
+    blob: Vec<u8>,
+    compression: crate::manifest::Compression,
+    limits: UnpackLimits,
+) -> Result<crate::layer::StreamDigests, Box<dyn std::error::Error + Send + Sync>> {
+    let mut stream = crate::layer::start_in_memory(blob, compression);
+    let applied = crate::unpack::Unpacker::new(limits).apply_layer(builder, &mut stream, false);
+    let digests = stream.finish();
+    applied?;
+    Ok(digests?)
+}
+
 pub use crate::unpack::{LimitNameError, UnpackLimits};
 pub use image::{pull, pull_resolved};
 pub use resolve::resolve;

@@ -157,3 +157,42 @@ pub fn annotation_packet(data: &[u8]) {
         let _ = packet.unwrap(&[7u8; 32]);
     }
 }
+
+/// One layer blob through stage 1's whole layer pipeline (decompression, diff_id, tar,
+/// whiteouts, the rootfs builder) into a temporary image under [`fuzz_key`]. The first byte
+/// picks the compression the manifest would claim (0: none, 1: gzip, 2: zstd, else: none,
+/// where the pipeline sniffs), the rest is the blob. Limits are small so that a forged size
+/// is refused quickly; a hang (a sparse map of 2^62 bytes, say) is a `-timeout` finding.
+pub fn layer_stream(data: &[u8]) {
+    use encc_rootfs::{BuildOptions, RootfsBuilder};
+    use encc_stage1::manifest::Compression;
+    use encc_stage1::pull::{apply_layer_blob, UnpackLimits};
+    let Some((&selector, blob)) = data.split_first() else {
+        return;
+    };
+    let compression = match selector {
+        1 => Compression::Gzip,
+        2 => Compression::Zstd,
+        _ => Compression::None,
+    };
+    let path = std::env::temp_dir().join(format!("encc-fuzz-layer-{}.img", std::process::id()));
+    let mut builder = RootfsBuilder::create(&path, &fuzz_key(), BuildOptions::default())
+        .expect("failed to create the fuzz image in the temporary directory");
+    let limits = UnpackLimits {
+        unpacked_bytes: 64 << 20,
+        entries: 10_000,
+        ..UnpackLimits::default()
+    };
+    builder.begin_layer().expect("begin_layer on a new builder");
+    match apply_layer_blob(&mut builder, blob.to_vec(), compression, limits) {
+        Ok(_) => {
+            if builder.commit_layer().is_ok() {
+                let _ = builder.finish();
+            }
+        }
+        Err(_) => {
+            let _ = builder.abort_layer();
+        }
+    }
+    let _ = fs::remove_file(&path);
+}

@@ -112,9 +112,21 @@ impl Containerd {
         format!("encc-test-{}", name.unwrap_or_default().replace('.', "-"))
     }
 
-    /// containerd's log so far (for failure messages).
+    /// containerd's log so far (for failure messages), without its start-up lines (one per
+    /// plugin), then what every shim process and its helpers are doing now (a hang shows
+    /// where it waits).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default()
+        let log = fs::read_to_string(self.dir().join("containerd.log")).unwrap_or_default();
+        let mut out: String = log
+            .lines()
+            .filter(|l| !l.contains("msg=\"loading plugin "))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        for shim in self.shim_pids() {
+            out.push_str(&format!("shim {shim} and its helpers now:\n"));
+            out.push_str(&super::process::describe_tree(shim as u32));
+        }
+        out
     }
 
     /// `ctr --address ADDR --namespace NS ARGS…`, not yet run.

@@ -35,6 +35,43 @@ pub fn process_tree(pid: u32) -> Vec<i32> {
     tree
 }
 
+/// One line per thread of `pid` and of every process below it: pid/tid, name, state, the
+/// kernel function it sleeps in (`wchan`) and the command line.
+pub fn describe_tree(pid: u32) -> String {
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::new();
+    for pid in process_tree(pid).into_iter().rev() {
+        let cmdline = read(format!("/proc/{pid}/cmdline")).replace('\0', " ");
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+            })
+            .into_iter()
+            .flatten();
+        for tid in tasks {
+            let task = format!("/proc/{pid}/task/{tid}");
+            let status = read(format!("{task}/status"));
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            out.push_str(&format!(
+                "  {pid}/{tid} {} {} wchan={} {}\n",
+                field("Name:"),
+                field("State:"),
+                read(format!("{task}/wchan")),
+                cmdline.trim()
+            ));
+        }
+    }
+    out
+}
+
 /// Kills `child` and everything it started (its enclave included) with SIGKILL.
 pub fn kill_tree(child: &mut Child) {
     for pid in process_tree(child.id()) {
