@@ -84,9 +84,19 @@ impl Node {
             .unwrap();
             path
         };
+        // Kept images (sealed in the store), the pod's args and its hostname.
+        let seal = dir.path().join("seal.key");
+        common::encc_ok(args!["key", "gen", "-o", &seal]);
+        let kept = format!(
+            r#", "allow_host_args": true, "allow_host_hostname": true, "seal_key_file": "{}""#,
+            seal.display()
+        );
         let containerd = Containerd::start(&ContainerdOptions {
             boot_config: Some(boot("boot", r#", "allow_host_args": true"#)),
-            more_encc: vec![("encc-strict".into(), boot("boot-strict", ""))],
+            more_encc: vec![
+                ("encc-strict".into(), boot("boot-strict", "")),
+                ("encc-kept".into(), boot("boot-kept", &kept)),
+            ],
             registry: Some(peers.registry.clone()),
             ..ContainerdOptions::default()
         })
@@ -235,8 +245,9 @@ fn a_runc_pod_runs_to_its_exit_code_with_its_output_in_the_cri_log() {
 }
 
 /// A pod with its own network (CNI ptp) and hostname: the container is in the pod's network
-/// namespace (it has the pod's IP) and has the pod's hostname.
-fn pod_network_case(handler: &str) {
+/// namespace (it has the pod's IP) and has the pod's hostname. `annotations` go on the
+/// container.
+fn pod_network_case(handler: &str, annotations: &[(&str, &str)]) {
     let Some(node) = node() else { return };
     let mut cri = node.cri();
     let mut pod = node.pod(&format!("{handler}-net"));
@@ -244,6 +255,9 @@ fn pod_network_case(handler: &str) {
     pod.hostname = format!("{handler}-pod-host");
     let mut c = Container::new("net", &node.busybox());
     c.command = sh("hostname; cat /proc/net/fib_trie");
+    for (k, v) in annotations {
+        c.annotations.insert((*k).into(), (*v).into());
+    }
     let (ip, done) = run_pod_with_ip(&node, &mut cri, handler, &pod, &[c]);
     assert!(ip.starts_with("10.2"), "pod IP {ip:?}");
     let out = &done[0].stdout;
@@ -259,11 +273,45 @@ fn pod_network_case(handler: &str) {
     );
 }
 
-/// (runc only: an encc enclave pulls from inside the pod's network namespace, where the
-/// node's loopback registry is not reachable.)
 #[test]
 fn a_runc_container_has_its_pods_network_and_hostname() {
-    pod_network_case("runc");
+    pod_network_case("runc", &[]);
+}
+
+/// An encc enclave pulls from inside the pod's network namespace, where the node's loopback
+/// registry is out of reach: the image is kept first (`seal_key_file`, from a host-network
+/// pod) and named by digest, so the pod-network start needs no network before the
+/// container runs. The container then has the pod's IP and, under `allow_host_hostname`,
+/// its hostname.
+#[test]
+fn an_encc_container_with_a_kept_image_has_its_pods_network_and_hostname() {
+    let Some(node) = node() else { return };
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{}", node.busybox()))
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "skopeo inspect: {inspect:?}");
+    let digest = String::from_utf8(inspect.stdout).unwrap();
+    let pinned = format!("docker://{}/test/busybox@{}", node.registry, digest.trim());
+    let mut cri = node.cri();
+    let mut warm = Container::new("warm", &node.busybox());
+    warm.annotations
+        .insert("io.encc.image".into(), pinned.clone());
+    let done = run_pod(
+        &node,
+        &mut cri,
+        "encc-kept",
+        &node.pod("kept-warm"),
+        &[warm],
+    );
+    assert_eq!(
+        (done[0].status.exit_code, done[0].stdout.clone()),
+        (0, vec!["hello from busybox".to_owned()]),
+        "{}",
+        done[0].status.raw
+    );
+    pod_network_case("encc-kept", &[("io.encc.image", &pinned)]);
 }
 
 /// The encc handler: the image's own command and its output in the CRI log, exit codes,
