@@ -23,6 +23,9 @@ mod crypto;
 mod detached;
 mod format;
 pub mod fuse;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host_tree;
 mod key;
 mod merkle;

@@ -352,16 +352,44 @@ impl RootfsReader {
             .collect())
     }
 
-    fn extents(&self, file: &Inode) -> Result<Vec<Extent>, ReadError> {
+    /// The extent list of a regular file, checked to be what the builder writes: runs of at
+    /// least one block, in file order without overlap, ending inside the file's blocks and
+    /// inside the data slots. `read`'s search and arithmetic rely on it.
+    pub(crate) fn extents(&self, file: &Inode) -> Result<Vec<Extent>, ReadError> {
         let bytes = self.heap(file.record.body_offset, file.record.body_len)?;
-        Ok(bytes
-            .chunks_exact(EXTENT_SIZE)
-            .map(|c| {
-                let mut arr = [0u8; EXTENT_SIZE];
-                arr.copy_from_slice(c);
-                Extent::decode(&arr)
-            })
-            .collect())
+        if bytes.len() % EXTENT_SIZE != 0 {
+            return Err(self.bad(format!(
+                "extent list of inode {} is {} bytes, not a whole number of records",
+                file.ino,
+                bytes.len()
+            )));
+        }
+        let file_blocks = file.size.div_ceil(BLOCK_SIZE as u64);
+        let mut next_block = 0u64;
+        let mut extents = Vec::with_capacity(bytes.len() / EXTENT_SIZE);
+        for (i, chunk) in bytes.chunks_exact(EXTENT_SIZE).enumerate() {
+            let mut arr = [0u8; EXTENT_SIZE];
+            arr.copy_from_slice(chunk);
+            let e = Extent::decode(&arr);
+            let fits = e.count > 0
+                && e.file_block >= next_block
+                && e.file_block
+                    .checked_add(e.count)
+                    .is_some_and(|end| end <= file_blocks)
+                && e.slot
+                    .checked_add(e.count)
+                    .is_some_and(|end| end <= self.sb.meta_slot);
+            if !fits {
+                return Err(self.bad(format!(
+                    "extent {i} of inode {} (file block {}, slot {}, {} blocks) is out of order or \
+                     outside the file's {file_blocks} blocks or the data slots",
+                    file.ino, e.file_block, e.slot, e.count
+                )));
+            }
+            next_block = e.file_block + e.count;
+            extents.push(e);
+        }
+        Ok(extents)
     }
 
     /// Bytes of the heap.

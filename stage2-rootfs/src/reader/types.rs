@@ -173,7 +173,7 @@ pub struct Inode {
     pub blocks: u64,
     /// Directories: the parent's inode.
     pub parent: u64,
-    pub(super) record: InodeRecord,
+    pub(crate) record: InodeRecord,
 }
 
 /// A directory entry.

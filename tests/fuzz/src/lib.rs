@@ -54,13 +54,30 @@ pub fn open_and_walk(data: &[u8]) {
     }
 }
 
-/// Runs `info` and `verify_all`, then visits every inode reachable from the root within fixed
+/// The `rootfs_metadata` target: `data` is the metadata region and superblock counts of an
+/// image that [`encc_rootfs::fuzzing::seal_input`] seals under [`fuzz_key`], so that the
+/// AEAD and the Merkle tree pass and every input reaches the metadata parsers behind them
+/// (what `open_and_walk`'s random bytes almost never do); then the same walk.
+pub fn rootfs_metadata(data: &[u8]) {
+    let path = std::env::temp_dir().join(format!("encc-fuzz-meta-{}.img", std::process::id()));
+    encc_rootfs::fuzzing::seal_input(&path, &fuzz_key(), data)
+        .expect("failed to write the sealed fuzz image to the temporary directory");
+    let opened = RootfsReader::open(&path, &fuzz_key());
+    let _ = fs::remove_file(&path);
+    if let Ok(reader) = opened {
+        walk(&reader);
+    }
+}
+
+/// Runs `info`, `verify_all` and reads the attachments, then visits every inode reachable from the root within fixed
 /// budgets: calls `inode`, `lookup` of every name, `xattrs`, `read_link` and reads every
 /// regular file. A forged image may hold directory cycles or hardlinked directories, so each
 /// inode is visited once.
 pub fn walk(reader: &RootfsReader) -> Walked {
     let _ = reader.info();
     let _ = reader.verify_all();
+    let _ = reader.attachments();
+    let _ = reader.attachment("config");
     let mut walked = Walked::default();
     let Ok(root) = reader.root() else {
         return walked;

@@ -1,8 +1,10 @@
-//! Writes the seed corpus of the `open_and_walk` fuzz target: a few small, valid images under
-//! the fuzz key, each checked to open, verify and walk completely.
+//! Writes the seed corpora of the `open_and_walk` and `rootfs_metadata` fuzz targets: a few
+//! small, valid images under the fuzz key, and the `seal_input` form of each (its metadata
+//! region and counts); each is checked to open, verify and walk completely.
 //!
-//! Usage: `build_corpus [DIR]`, DIR defaulting to `corpus/open_and_walk` beside this crate.
-//! The output is deterministic, so re-running rewrites identical files.
+//! Usage: `build_corpus [DIR]`, DIR defaulting to `corpus` beside this crate; the seeds go to
+//! `DIR/open_and_walk` and `DIR/rootfs_metadata`. The output is deterministic, so re-running
+//! rewrites identical files.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use encc_fuzz::{fuzz_key, walk};
+use encc_rootfs::fuzzing::{input_of_image, seal_input};
 use encc_rootfs::{
     BuildOptions, EntryMeta, RootfsBuilder, RootfsPath, RootfsReader, Special, Timestamp,
     BLOCK_SIZE,
@@ -18,9 +21,12 @@ use encc_rootfs::{
 fn main() -> Result<()> {
     let dir = match std::env::args_os().nth(1) {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/open_and_walk"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"),
     };
-    fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let (images, metadata) = (dir.join("open_and_walk"), dir.join("rootfs_metadata"));
+    for dir in [&images, &metadata] {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
     let other_id = BuildOptions {
         image_id: Some(*b"encc-fuzz-seed-5"),
     };
@@ -32,7 +38,12 @@ fn main() -> Result<()> {
         ("seed-image-id.img", other_id, small),
     ];
     for (name, options, fill) in seeds {
-        write_seed(&dir.join(name), options, fill)?;
+        let image = images.join(name);
+        let default_id = options.image_id.is_none();
+        write_seed(&image, options, fill)?;
+        if default_id {
+            write_metadata_seed(&image, &metadata.join(name).with_extension("meta"))?;
+        }
     }
     Ok(())
 }
@@ -63,6 +74,34 @@ fn write_seed(path: &Path, options: BuildOptions, fill: Fill) -> Result<()> {
         summary.bytes,
         summary.inodes,
         summary.root_hash
+    );
+    Ok(())
+}
+
+/// Writes the `rootfs_metadata` input of a seed image (whose image id must be the key's
+/// default, as `seal_input` writes it) and checks that sealing it gives a walkable image with
+/// the same inodes.
+fn write_metadata_seed(image: &Path, seed: &Path) -> Result<()> {
+    let input = input_of_image(image, &fuzz_key()).map_err(anyhow::Error::msg)?;
+    let resealed = seed.with_extension("img.tmp");
+    seal_input(&resealed, &fuzz_key(), &input)?;
+    let reader = RootfsReader::open(&resealed, &fuzz_key());
+    fs::remove_file(&resealed)?;
+    let reader = reader.with_context(|| format!("resealed {} does not open", image.display()))?;
+    reader.verify_all()?;
+    let walked = walk(&reader);
+    ensure!(
+        walked.inodes == reader.inode_count(),
+        "walk of resealed {} reached {} of {} inodes",
+        image.display(),
+        walked.inodes,
+        reader.inode_count()
+    );
+    fs::write(seed, &input).with_context(|| format!("failed to write {}", seed.display()))?;
+    println!(
+        "build_corpus: wrote {} ({} bytes)",
+        seed.display(),
+        input.len()
     );
     Ok(())
 }
@@ -112,7 +151,10 @@ fn small(image: &mut Image) -> Result<()> {
     image.symlink("lib", "usr/lib")?;
     image.special("dev/null", Special::CharDevice(0x103))?;
     image.special("dev/sda", Special::BlockDevice(0x800))?;
-    image.special("run/initctl", Special::Fifo)
+    image.special("run/initctl", Special::Fifo)?;
+    image.0.attach("config", br#"{"config":{"Entrypoint":["/bin/sh"]}}"#.to_vec());
+    image.0.attach("signatures", vec![0xa5; 300]);
+    Ok(())
 }
 
 /// Files with holes: data, holes, data, a partial tail; one file all hole.
