@@ -9,7 +9,6 @@ use encc_rootfs::container::{PreparedRoot, RootSetup};
 use encc_rootfs::{DataKey, RootfsReader, KEY_LEN};
 use encc_stage1::manifest::{ImageConfig, RunConfig};
 use encc_stage1::pull::attachment;
-use zeroize::Zeroizing;
 
 use crate::config::{is_host_name, BootConfig, DEFAULT_TMP_SIZE};
 use encc_interface::protocol::RootHash;
@@ -92,10 +91,11 @@ pub(crate) fn open_pulled(
     key_hex: &str,
     config: BootConfig,
 ) -> Result<Running, anyhow::Error> {
-    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-    hex::decode_to_slice(key_hex, bytes.as_mut_slice())
-        .map_err(|_| anyhow::anyhow!("the data key is not {} hex digits", KEY_LEN * 2))?;
-    let key = DataKey::from_bytes(&bytes);
+    let key = DataKey::from_hex(key_hex.as_bytes()).map_err(|reason| {
+        anyhow::anyhow!("the data key is not {} hex digits: {reason}", KEY_LEN * 2)
+    })?;
+    // The debugging tool checked it, but the enclave does not take the host's word for it.
+    config.validate("the open request")?;
     let reader = RootfsReader::open(&image_path, &key)?;
     log::info!(
         "rootfs measurement {} ({})",

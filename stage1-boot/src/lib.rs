@@ -25,6 +25,8 @@ pub mod boot;
 mod cosign;
 pub mod digest;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gpg;
 pub mod jwe;
 pub mod kbs;

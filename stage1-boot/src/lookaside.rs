@@ -89,26 +89,28 @@ impl RegistriesD {
         let mut merged = Self::default();
         for path in names {
             let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
-            let invalid = |reason: String| LookasideError::Invalid {
-                path: path.clone(),
-                reason,
-            };
-            let file: File = serde_yaml_ng::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-            if let Some(d) = file.default_docker {
-                if merged.default.is_some() {
-                    return Err(invalid("default-docker is set in another file too".into()));
-                }
-                merged.default = Some(d);
-            }
-            for (scope, entry) in file.docker {
-                if merged.docker.insert(scope.clone(), entry).is_some() {
-                    return Err(invalid(format!(
-                        "docker scope {scope:?} is set in another file too"
-                    )));
-                }
-            }
+            merged
+                .merge(&text)
+                .map_err(|reason| LookasideError::Invalid { path, reason })?;
         }
         Ok(merged)
+    }
+
+    /// Adds one file's entries; an entry another file already set is an error.
+    pub(crate) fn merge(&mut self, text: &str) -> Result<(), String> {
+        let file: File = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(d) = file.default_docker {
+            if self.default.is_some() {
+                return Err("default-docker is set in another file too".into());
+            }
+            self.default = Some(d);
+        }
+        for (scope, entry) in file.docker {
+            if self.docker.insert(scope.clone(), entry).is_some() {
+                return Err(format!("docker scope {scope:?} is set in another file too"));
+            }
+        }
+        Ok(())
     }
 
     fn entry_for(&self, image: &DockerRef) -> Option<&Entry> {

@@ -14,7 +14,7 @@ use crate::resources::Resources;
 use crate::source::Source;
 
 /// The payload type of a simple signature.
-const SIMPLE_SIGNING_TYPE: &str = "atomic container signature";
+pub(crate) const SIMPLE_SIGNING_TYPE: &str = "atomic container signature";
 
 /// Checks every requirement of the scope that applies to the source's reference. A
 /// rejection names the reference, the scope and why. Key paths may be `kbs:///` URIs,

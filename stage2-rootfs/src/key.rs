@@ -80,12 +80,16 @@ impl DataKey {
             path: path.to_owned(),
             reason,
         };
-        let hex_part = text.strip_suffix(b"\n").unwrap_or(&text);
-        if hex_part.len() != 2 * KEY_LEN {
-            return Err(format("wrong length"));
+        Self::from_hex(text.strip_suffix(b"\n").unwrap_or(&text)).map_err(format)
+    }
+
+    /// A key written as 64 hex characters; the error says what is wrong with them.
+    pub fn from_hex(hex: &[u8]) -> Result<Self, &'static str> {
+        if hex.len() != 2 * KEY_LEN {
+            return Err("wrong length");
         }
         let mut key = Self([0; KEY_LEN]);
-        hex::decode_to_slice(hex_part, &mut key.0).map_err(|_| format("not hexadecimal"))?;
+        hex::decode_to_slice(hex, &mut key.0).map_err(|_| "not hexadecimal")?;
         Ok(key)
     }
 

@@ -17,7 +17,7 @@ use super::{embedded_media_type, read_document, Fetched, Source, SourceError};
 use crate::manifest::{Descriptor, MANIFEST_ACCEPT};
 use crate::reference::{DockerRef, ImageRef};
 
-mod auth;
+pub(crate) mod auth;
 mod trust;
 
 pub use auth::{AuthData, Credentials};

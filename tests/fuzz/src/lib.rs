@@ -1,9 +1,11 @@
-//! Fuzzing support for encc: open an image made of the fuzz input and walk all of it; and
-//! stage 1's parsers of untrusted input ([`jwe`], [`annotation_packet`]; the `policy_json`
-//! target calls `Policy::parse` directly).
+//! Fuzzing support for encc: open an image made of the fuzz input and walk all of it
+//! ([`open_and_walk`]), or seal the input as an image's metadata first so the walk gets past
+//! the AEAD ([`rootfs_metadata`]); stage 1's parsers of untrusted input ([`jwe`],
+//! [`annotation_packet`], [`layer_stream`]; other targets call a library entry point
+//! directly); and the enclave's control channel ([`control_channel`]).
 //!
-//! Random bytes almost never pass the superblock's AEAD, so the fuzzer starts from valid
-//! images written by `build_corpus` under [`fuzz_key`]; its mutations then exercise the
+//! Random bytes almost never pass the superblock's AEAD, so `open_and_walk` starts from
+//! valid images written by `build_corpus` under [`fuzz_key`]; its mutations then exercise the
 //! verification paths (bad magic, wrong key, truncation, Merkle and AEAD failures).
 
 #![forbid(unsafe_code)]
@@ -13,6 +15,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use encc_rootfs::{DataKey, FileKind, Inode, RootfsReader, BLOCK_SIZE};
+use encc_stage1::manifest::RunConfig;
 
 /// Deepest directory the walk descends into.
 const MAX_DEPTH: usize = 64;
@@ -212,4 +215,71 @@ pub fn layer_stream(data: &[u8]) {
         }
     }
     let _ = fs::remove_file(&path);
+}
+
+/// The boot config and image config the `control_channel` target composes processes with:
+/// host arguments allowed and an environment allowlist, so both paths are taken. Invalid
+/// fixtures would make every input return early: they fail the first run instead.
+fn launch_fixture() -> &'static (encc_interface::config::BootConfig, RunConfig) {
+    static FIXTURE: std::sync::OnceLock<(encc_interface::config::BootConfig, RunConfig)> =
+        std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let boot = encc_interface::config::BootConfig::parse(
+            br#"{"store": "/var/lib/encc", "policy": "/p.json", "allow_host_args": true,
+                 "env_allowlist": ["LANG", "TZ", "APP_MODE"]}"#,
+            "fuzz",
+        )
+        .expect("the control_channel boot config is valid");
+        let image = serde_json::from_str(
+            r#"{"Entrypoint": ["/usr/bin/app"], "Cmd": ["--serve"], "User": "1000:1000",
+                "Env": ["PATH=/usr/bin", "LANG=C"], "WorkingDir": "/srv"}"#,
+        )
+        .expect("the control_channel image config is valid");
+        (boot, image)
+    })
+}
+
+/// One packet of the control channel as the native enclave's PID 1 reads it (sent through
+/// a real `SOCK_SEQPACKET` pair), then the checks the enclave makes of each request before
+/// acting on it: the image reference of `boot`, the key and settings of `open`, the argv
+/// and environment of `create_process` composed with the image's config, the signal of
+/// `kill`.
+pub fn control_channel(data: &[u8]) {
+    use encc_interface::protocol::{self, Request};
+    use nix::sys::socket::{send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+    use std::os::fd::{AsFd, AsRawFd};
+    let (boot, image) = launch_fixture();
+    let (host, enclave) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("failed to make a socket pair for the fuzz input");
+    // A packet larger than the socket buffer is refused by the kernel: nothing to read.
+    if send(host.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL).is_err() {
+        return;
+    }
+    let Ok((request, _fds)) = protocol::receive::<Request>(enclave.as_fd()) else {
+        return;
+    };
+    match request {
+        Request::Boot { image: name, .. } => {
+            let _ = encc_init::config::host_reference(boot, &name);
+        }
+        Request::Open {
+            key_hex, config, ..
+        } => {
+            let _ = DataKey::from_hex(key_hex.0.as_bytes());
+            let _ = config.validate("the open request");
+        }
+        Request::CreateProcess { argv, env, .. } => {
+            let request = encc_init::launch::LaunchRequest { argv, env };
+            let _ = encc_init::launch::compose(image, boot, &request, "/root");
+        }
+        Request::Kill { signal, .. } => {
+            let _ = nix::sys::signal::Signal::try_from(signal);
+        }
+        Request::Destroy => {}
+    }
 }

@@ -130,11 +130,6 @@ pub(super) fn answer(
                     "token server {realm} answered HTTP {status}"
                 )));
             }
-            #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
-            struct TokenResponse {
-                token: Option<String>,
-                access_token: Option<String>,
-            }
             let body = resp
                 .into_body()
                 .with_config()
@@ -145,24 +140,36 @@ pub(super) fn answer(
                     url: realm.clone(),
                     source: Box::new(source),
                 })?;
-            let mut parsed: TokenResponse = serde_json::from_slice(&body)
-                .map_err(|e| auth_err(format!("token server {realm} sent invalid JSON: {e}")))?;
-            let token = Zeroizing::new(
-                parsed
-                    .token
-                    .take()
-                    .or_else(|| parsed.access_token.take())
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| auth_err(format!("token server {realm} sent no token")))?,
-            );
+            let token = token_of_response(&body)
+                .map_err(|reason| auth_err(format!("token server {realm} sent {reason}")))?;
             Ok(AuthState::Bearer(token))
         }
         other => Err(auth_err(format!("unsupported auth scheme {other:?}"))),
     }
 }
 
+/// The pull token of a token server's answer: `token`, else `access_token` (the OAuth 2
+/// name), not empty. The error completes "token server REALM sent …".
+pub(crate) fn token_of_response(body: &[u8]) -> Result<Zeroizing<String>, String> {
+    /// Wiped on drop: the tokens are secrets.
+    #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let mut parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    parsed
+        .token
+        .take()
+        .or_else(|| parsed.access_token.take())
+        .filter(|t| !t.is_empty())
+        .map(Zeroizing::new)
+        .ok_or_else(|| "no token".to_owned())
+}
+
 /// Parses `Scheme k1="v1",k2=v2`.
-fn parse_challenge(s: &str) -> Option<(String, HashMap<String, String>)> {
+pub(crate) fn parse_challenge(s: &str) -> Option<(String, HashMap<String, String>)> {
     let s = s.trim();
     let (scheme, rest) = s.split_once(' ').unwrap_or((s, ""));
     let mut params = HashMap::new();
@@ -254,7 +261,7 @@ pub(super) fn find_credentials(
 }
 
 /// The most specific entry of an auth file for `image`.
-fn lookup(bytes: &[u8], image: &DockerRef) -> Result<Option<Credentials>, String> {
+pub(crate) fn lookup(bytes: &[u8], image: &DockerRef) -> Result<Option<Credentials>, String> {
     #[derive(Deserialize)]
     struct AuthFile {
         #[serde(default)]

@@ -152,7 +152,10 @@ fn small(image: &mut Image) -> Result<()> {
     image.special("dev/null", Special::CharDevice(0x103))?;
     image.special("dev/sda", Special::BlockDevice(0x800))?;
     image.special("run/initctl", Special::Fifo)?;
-    image.0.attach("config", br#"{"config":{"Entrypoint":["/bin/sh"]}}"#.to_vec());
+    image.0.attach(
+        "config",
+        br#"{"config":{"Entrypoint":["/bin/sh"]}}"#.to_vec(),
+    );
     image.0.attach("signatures", vec![0xa5; 300]);
     Ok(())
 }
