@@ -346,10 +346,16 @@ fn the_hosts_signals_reach_the_entrypoint_with_exact_statuses() {
         .open("/dev/null")
         .unwrap();
     for signal in [libc::SIGTERM, libc::SIGKILL, libc::SIGINT] {
-        let argv = [ready.entry_program.clone(), "exec sleep 1000".into()];
+        // A duration of its own, to find this sleep among the host's processes.
+        let seconds = format!("{}", 1000 + signal);
+        let argv = [ready.entry_program.clone(), format!("exec sleep {seconds}")];
         let pid = enclave
             .create_process(&ready.entry_program, &argv, &[], [null.as_fd(); 3])
             .unwrap();
+        // Sent while the shell is still starting, a SIGINT was lost once on a loaded machine
+        // (sleep ran out and exited 0; the shell's own handling of SIGINT before its exec is
+        // the likely cause): send it once sleep runs.
+        wait_for_process(&["sleep", seconds.as_str()]);
         enclave.kill(pid, signal).unwrap();
         let status = enclave.wait(pid).unwrap();
         assert!(
@@ -359,4 +365,23 @@ fn the_hosts_signals_reach_the_entrypoint_with_exact_statuses() {
     }
     enclave.destroy().unwrap();
     e.assert_clean();
+}
+
+/// Waits (up to 60 s) until a process of the host runs with exactly `argv`.
+fn wait_for_process(argv: &[&str]) {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let found = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted)
+        });
+        if found {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no process {argv:?} started within 60 s");
 }
