@@ -7,8 +7,9 @@ use std::io::Read;
 
 use crate::digest::Digest;
 use crate::lookaside::RegistriesD;
-use crate::manifest::Descriptor;
+use crate::manifest::{Descriptor, DocumentKind, LayerType, Manifest, Platform};
 use crate::policy::{check_claims, SignedIdentity};
+use crate::pull::{checked_config, index_entry};
 use crate::reference::{DockerRef, ImageRef};
 use crate::source::registry::auth;
 use crate::source::{Fetched, Source, SourceError};
@@ -35,6 +36,44 @@ pub fn registry_auth(data: &[u8]) {
     }
     let _ = auth::token_of_response(data);
     let _ = auth::lookup(data, &image);
+}
+
+/// Registry documents as `resolve` reads them. The input is split at 0xFF bytes (never part
+/// of UTF-8 JSON) into up to three documents, and each is read as every kind: an index
+/// searched for several platforms, a manifest whose media types are classified, and a config
+/// checked against each manifest's layers.
+pub fn image_documents(data: &[u8]) {
+    let parts: Vec<&[u8]> = data.splitn(3, |&b| b == 0xff).collect();
+    let platforms = [
+        None,
+        Some("linux/amd64"),
+        Some("linux/arm64/v8"),
+        Some("windows/amd64"),
+    ];
+    let mut manifests = Vec::new();
+    for part in &parts {
+        for platform in platforms {
+            let platform = platform.and_then(Platform::parse);
+            let _ = index_entry(IMAGE, part, platform.as_ref());
+        }
+        if let Ok(manifest) = serde_json::from_slice::<Manifest>(part) {
+            for layer in &manifest.layers {
+                let _ = LayerType::from_media_type(&layer.media_type);
+            }
+            if let Some(media_type) = &manifest.media_type {
+                let _ = DocumentKind::from_media_type(media_type);
+            }
+            manifests.push(manifest);
+        }
+        if let Ok(text) = std::str::from_utf8(part) {
+            let _ = Platform::parse(text);
+        }
+    }
+    for manifest in &manifests {
+        for part in &parts {
+            let _ = checked_config(IMAGE, manifest, part);
+        }
+    }
 }
 
 /// `registries.d` YAML: the input split at its first NUL into two files merged in turn (so

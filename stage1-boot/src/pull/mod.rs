@@ -42,6 +42,7 @@ pub fn apply_layer_blob(
 pub use crate::unpack::{LimitNameError, UnpackLimits};
 pub use image::{pull, pull_resolved};
 pub use resolve::resolve;
+pub(crate) use resolve::{checked_config, index_entry};
 pub use types::{LayerSummary, PullOptions, PullSummary, ResolvedImage, DEFAULT_STALL_TIMEOUT};
 
 /// Attachment names under which the pull records what it verified.

@@ -2,7 +2,9 @@
 
 use super::{DigestMismatch, PullError, ResolvedImage};
 use crate::digest::Digest;
-use crate::manifest::{DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform};
+use crate::manifest::{
+    Descriptor, DocumentKind, ImageConfig, Index, LayerType, Manifest, Platform,
+};
 use crate::source::{read_document, Source, SourceError};
 
 /// Resolves the reference's manifest for a platform and fetches its config, checking every
@@ -51,24 +53,9 @@ fn from_index(
     index_bytes: &[u8],
     platform: Option<&Platform>,
 ) -> Result<(Vec<u8>, Digest), PullError> {
-    let index: Index = parse(reference, "index", index_bytes)?;
-    let wanted = platform.cloned().unwrap_or_else(Platform::host);
-    let entry = index
-        .manifests
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
-        .ok_or_else(|| PullError::NoPlatform {
-            reference: reference.to_owned(),
-            platform: wanted.clone(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let entry = index_entry(reference, index_bytes, platform)?;
     let what = format!("manifest {} (from index)", entry.digest);
-    let child = source.manifest(entry).map_err(|e| src_err(reference, e))?;
+    let child = source.manifest(&entry).map_err(|e| src_err(reference, e))?;
     check_digest(
         reference,
         &what,
@@ -84,6 +71,38 @@ fn from_index(
         });
     }
     Ok((child.bytes, entry.digest))
+}
+
+/// The index's entry for a platform (the host's when none is given): the first that the
+/// platform accepts.
+pub(crate) fn index_entry(
+    reference: &str,
+    index_bytes: &[u8],
+    platform: Option<&Platform>,
+) -> Result<Descriptor, PullError> {
+    let index: Index = parse(reference, "index", index_bytes)?;
+    let wanted = platform.cloned().unwrap_or_else(Platform::host);
+    let position = index
+        .manifests
+        .iter()
+        .position(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)));
+    match position {
+        Some(i) => Ok(index
+            .manifests
+            .into_iter()
+            .nth(i)
+            .expect("a found position")),
+        None => Err(PullError::NoPlatform {
+            reference: reference.to_owned(),
+            available: index
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+            platform: wanted,
+        }),
+    }
 }
 
 /// The manifest's config (digest checked) and its agreement with the layer list.
@@ -104,7 +123,19 @@ fn config(
         Some(manifest.config.size),
         &config_bytes,
     )?;
-    let config: ImageConfig = parse(reference, &what, &config_bytes)?;
+    let config = checked_config(reference, manifest, &config_bytes)?;
+    Ok((config_bytes, config))
+}
+
+/// An image config (its digest already checked) parsed and checked against the manifest:
+/// one diff_id per layer, and every layer of a media type encc unpacks.
+pub(crate) fn checked_config(
+    reference: &str,
+    manifest: &Manifest,
+    config_bytes: &[u8],
+) -> Result<ImageConfig, PullError> {
+    let what = format!("config {}", manifest.config.digest);
+    let config: ImageConfig = parse(reference, &what, config_bytes)?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(PullError::LayerCount {
             reference: reference.to_owned(),
@@ -121,7 +152,7 @@ fn config(
             });
         }
     }
-    Ok((config_bytes, config))
+    Ok(config)
 }
 
 fn document_kind(reference: &str, what: &str, media_type: &str) -> Result<DocumentKind, PullError> {
