@@ -82,27 +82,21 @@ pub(crate) fn index_entry(
 ) -> Result<Descriptor, PullError> {
     let index: Index = parse(reference, "index", index_bytes)?;
     let wanted = platform.cloned().unwrap_or_else(Platform::host);
-    let position = index
+    let found = index
         .manifests
         .iter()
-        .position(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)));
-    match position {
-        Some(i) => Ok(index
+        .find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
+        .cloned();
+    found.ok_or_else(|| PullError::NoPlatform {
+        reference: reference.to_owned(),
+        available: index
             .manifests
-            .into_iter()
-            .nth(i)
-            .expect("a found position")),
-        None => Err(PullError::NoPlatform {
-            reference: reference.to_owned(),
-            available: index
-                .manifests
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>()
-                .join(", "),
-            platform: wanted,
-        }),
-    }
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        platform: wanted,
+    })
 }
 
 /// The manifest's config (digest checked) and its agreement with the layer list.
