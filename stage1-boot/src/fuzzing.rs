@@ -44,16 +44,18 @@ pub fn registry_auth(data: &[u8]) {
 /// checked against each manifest's layers.
 pub fn image_documents(data: &[u8]) {
     let parts: Vec<&[u8]> = data.splitn(3, |&b| b == 0xff).collect();
-    let platforms = [
+    let platforms: Vec<Option<Platform>> = [
         None,
         Some("linux/amd64"),
         Some("linux/arm64/v8"),
         Some("windows/amd64"),
-    ];
+    ]
+    .into_iter()
+    .map(|p| p.and_then(Platform::parse))
+    .collect();
     let mut manifests = Vec::new();
     for part in &parts {
-        for platform in platforms {
-            let platform = platform.and_then(Platform::parse);
+        for platform in &platforms {
             let _ = index_entry(IMAGE, part, platform.as_ref());
         }
         if let Ok(manifest) = serde_json::from_slice::<Manifest>(part) {
