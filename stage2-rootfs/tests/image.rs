@@ -557,3 +557,55 @@ fn resolve_in_root_never_leaves_the_image() {
     assert_eq!(b.symlink_target(&p("lib")), Some(&b"usr/lib"[..]));
     assert_eq!(b.children(&p("usr")), vec![b"lib".to_vec()]);
 }
+
+/// The mount declines `getxattr` on images without xattrs, so the scan must find an xattr on
+/// any inode: the first, one whose 96-byte record straddles two blocks, and one past the
+/// first run of slots read (64 blocks, ~2,730 inodes), and none when there is none.
+#[test]
+fn the_inode_table_scan_finds_the_one_inode_with_xattrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::from_bytes(&[7; 32]);
+    let build = |with_xattr: Option<u64>| {
+        let path = dir.path().join("img");
+        let _ = std::fs::remove_file(&path);
+        let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
+        for i in 0..3_000u64 {
+            b.add_file(&p(&format!("f{i:04}")), meta(0o644, 0), &mut &b""[..])
+                .unwrap();
+        }
+        b.finish().unwrap();
+        let reader = RootfsReader::open(&path, &key).unwrap();
+        let Some(ino) = with_xattr else {
+            return reader;
+        };
+        // Rebuild with the xattr on the file that got inode `ino`.
+        let name = reader
+            .read_dir(&reader.root().unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|e| e.ino == ino)
+            .unwrap()
+            .name;
+        drop(reader);
+        std::fs::remove_file(&path).unwrap();
+        let mut b = RootfsBuilder::create(&path, &key, BuildOptions::default()).unwrap();
+        for i in 0..3_000u64 {
+            let file = format!("f{i:04}");
+            let mut m = meta(0o644, 0);
+            if file.as_bytes() == name {
+                m.xattrs.insert(b"user.mark".to_vec(), b"1".to_vec());
+            }
+            b.add_file(&p(&file), m, &mut &b""[..]).unwrap();
+        }
+        b.finish().unwrap();
+        let reader = RootfsReader::open(&path, &key).unwrap();
+        let inode = reader.inode(ino).unwrap();
+        assert_eq!(reader.xattrs(&inode).unwrap().len(), 1, "inode {ino}");
+        reader
+    };
+    assert!(!build(None).has_xattrs().unwrap());
+    // Inode 43's record is bytes 4032..4128 of the table: across the first block boundary.
+    for ino in [2, 43, 2_900, 3_001] {
+        assert!(build(Some(ino)).has_xattrs().unwrap(), "inode {ino}");
+    }
+}

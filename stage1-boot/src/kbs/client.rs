@@ -89,11 +89,12 @@ impl KbsClient {
         attester: Box<dyn Attester>,
     ) -> Result<Self, KbsError> {
         let base = config.validate()?;
-        let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
-            .certs
-            .into_iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
+        // The system roots only for a KBS reached over HTTPS (see `trust::system_roots`).
+        let mut roots = if base.starts_with("https://") {
+            crate::source::registry::trust::system_roots()
+        } else {
+            Vec::new()
+        };
         if let Some(path) = &config.ca_cert {
             let cert_err = |source| KbsError::Cert {
                 path: path.clone(),

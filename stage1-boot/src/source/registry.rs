@@ -18,7 +18,7 @@ use crate::manifest::{Descriptor, MANIFEST_ACCEPT};
 use crate::reference::{DockerRef, ImageRef};
 
 pub(crate) mod auth;
-mod trust;
+pub(crate) mod trust;
 
 pub use auth::{AuthData, Credentials};
 

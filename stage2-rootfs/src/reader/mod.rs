@@ -243,6 +243,41 @@ impl RootfsReader {
         self.heap(link.record.body_offset, link.record.body_len)
     }
 
+    /// Whether any inode has extended attributes. Reads the whole inode table (verified
+    /// and decrypted like every read) in runs of slots, past the metadata cache, and stops
+    /// at the first inode that has some.
+    pub fn has_xattrs(&self) -> Result<bool, ReadError> {
+        let table = self
+            .sb
+            .inode_count
+            .checked_mul(INODE_SIZE as u64)
+            .filter(|&t| t <= self.sb.meta_len)
+            .ok_or_else(|| self.bad("inode table beyond the metadata".into()))?;
+        let blocks = table.div_ceil(BLOCK_SIZE as u64);
+        let mut pending = Vec::with_capacity(BLOCK_SIZE + INODE_SIZE);
+        let mut left = table;
+        let mut found = false;
+        let mut first = 0;
+        while first < blocks && !found {
+            let count = (blocks - first).min(SLOTS_PER_READ as u64);
+            self.store
+                .read_slots_with(self.sb.meta_slot + first, count as usize, |_, block| {
+                    let take = left.min(BLOCK_SIZE as u64) as usize;
+                    left -= take as u64;
+                    pending.extend_from_slice(&block[..take]);
+                    let whole = pending.len() - pending.len() % INODE_SIZE;
+                    found |= pending[..whole].chunks_exact(INODE_SIZE).any(|rec| {
+                        let mut arr = [0u8; INODE_SIZE];
+                        arr.copy_from_slice(rec);
+                        InodeRecord::decode(&arr).xattr_count != 0
+                    });
+                    pending.drain(..whole);
+                })?;
+            first += count;
+        }
+        Ok(found)
+    }
+
     /// The extended attributes of an inode, in name order.
     pub fn xattrs(&self, inode: &Inode) -> Result<Vec<Xattr>, ReadError> {
         let rec = &inode.record;

@@ -222,6 +222,34 @@ fn tampered_block_reads_as_eio() -> Result<()> {
     mounted.unmount()
 }
 
+/// An image without any xattr declines `getxattr`: the kernel then answers `EOPNOTSUPP`
+/// itself, as for a file system without xattrs, and stops asking the server (overlayfs asks
+/// for several `trusted.overlay.*` attributes of every entry it looks up). The sample image,
+/// which has xattrs, still answers "no such attribute" (`mounted_image_shows_the_tree`).
+#[test]
+fn an_image_without_xattrs_has_no_xattr_support() -> Result<()> {
+    let Some(_serial) = start("an_image_without_xattrs_has_no_xattr_support") else {
+        return Ok(());
+    };
+    let work = tempfile::tempdir()?;
+    let image = work.path().join("rootfs.img");
+    victim_image(&image, b"v")?;
+    let mounted = Mounted::new(&image)?;
+    let ok = mounted.path().join("ok.txt");
+    for name in [
+        "user.comment",
+        "trusted.overlay.opaque",
+        "security.capability",
+    ] {
+        let got = xattr::get(&ok, name);
+        let code = got.as_ref().err().and_then(io::Error::raw_os_error);
+        ensure!(code == Some(libc::EOPNOTSUPP), "getxattr {name}: {got:?}");
+    }
+    ensure!(xattr::list(&ok)?.next().is_none(), "listxattr");
+    ensure!(fs::read(&ok)? == b"still fine\n", "read");
+    mounted.unmount()
+}
+
 /// The kernel keeps file pages across opens and the server caches verified metadata; a block
 /// flipped on host storage while the image is mounted must still read as `EIO` the first
 /// time it is read, after its neighbours, its inode and the rest of the tree were read and
