@@ -14,7 +14,9 @@
 # max wall time, peak RSS of the process tree (/usr/bin/time), and the median of the ratios
 # of the pairs (so load from elsewhere on the machine falls on both sides alike). Needs root; installs nothing but what it names (run tests/run
 # once first). ENCC_BIN_DIR=DIR uses the binaries in DIR instead of building a release.
-# PIN=1 also times a warm start by digest (REF@sha256:…).
+# PIN=1 also times a warm start by digest (REF@sha256:…). PROFILE=1 also counts the FUSE
+# requests of one warm start by opcode, with the time they were in flight (the kernel's
+# fuse:fuse_request_send/end tracepoints; needs tracefs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ -d "$HOME/.cargo/bin" ]] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -122,6 +124,30 @@ if [[ -n "${PIN:-}" ]]; then
     read -r ep_m ep_lo ep_hi ep_kb cp_m _ _ _ p_r < <(pairs nothing bash -c encc_pinned -- bash -c chroot_warm)
 fi
 
+# FUSE requests of one run of a command, by opcode: "OPCODE count ms_in_flight" lines.
+fuse_requests() {
+    local t=/sys/kernel/tracing ev
+    [[ -d $t/events/fuse ]] || mount -t tracefs nodev "$t"
+    echo 0 > "$t/tracing_on"
+    echo > "$t/trace"
+    for ev in fuse_request_send fuse_request_end; do echo 1 > "$t/events/fuse/$ev/enable"; done
+    echo 1 > "$t/tracing_on"
+    "$@" > /dev/null 2>&1
+    echo 0 > "$t/tracing_on"
+    for ev in fuse_request_send fuse_request_end; do echo 0 > "$t/events/fuse/$ev/enable"; done
+    awk '/fuse_request_(send|end)/ {
+            match($0, / [0-9]+\.[0-9]+:/); at = substr($0, RSTART + 1, RLENGTH - 2)
+            match($0, /req [0-9]+/); req = substr($0, RSTART + 4, RLENGTH - 4)
+        }
+        /fuse_request_send/ { match($0, /\(FUSE_[A-Z_]+\)/); op = substr($0, RSTART + 6, RLENGTH - 7)
+            sent[req] = at; of[req] = op; n[op]++ }
+        /fuse_request_end/ && (req in sent) { ms[of[req]] += (at - sent[req]) * 1000 }
+        END { for (op in n) printf "%s %d %.1f\n", op, n[op], ms[op] }' "$t/trace" | sort -k2 -nr
+}
+if [[ -n "${PROFILE:-}" ]]; then
+    fuse_requests bash -c encc_warm > "$work/requests"
+fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cell() { echo "$1 s ($2–$3), $(($4 / 1024)) MiB"; }
 echo "python image: $((tree_bytes / 1000000)) MB unpacked, $((layer_bytes / 1000000)) MB in the registry, $((image_bytes / 1000000)) MB protected;"
@@ -135,4 +161,12 @@ echo "| kept image, caches dropped | $(cell "$ed_m" "$ed_lo" "$ed_hi" "$ed_kb") 
 echo "| $n warm starts at once | $en_m s ($en_lo–$en_hi), $(ratio "$en_m" "$ew_m") × one | $n chroots at once: $cn_m s ($cn_lo–$cn_hi), $(ratio "$cn_m" "$cw_m") × one | $n_r |"
 if [[ -n "${PIN:-}" ]]; then
     echo "| warm, by digest (@sha256:…) | $(cell "$ep_m" "$ep_lo" "$ep_hi" "$ep_kb") | unshare -mpf --mount-proc chroot: $cp_m s | $p_r |"
+fi
+if [[ -n "${PROFILE:-}" ]]; then
+    echo
+    echo "FUSE requests of one warm start (tag reference), by opcode:"
+    echo
+    echo "| opcode | requests | ms in flight (summed) |"
+    echo "|---|---|---|"
+    awk '{printf "| %s | %d | %.1f |\n", $1, $2, $3}' "$work/requests"
 fi
